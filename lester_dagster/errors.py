@@ -1,0 +1,89 @@
+"""The error hierarchy: one root, :class:`LesterError`.
+
+Every subclass also inherits the built-in exception a Python user would expect
+(``except KeyError`` catches an unknown column), and every message says what was
+wrong, what was expected and, where possible, how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "DuplicateKeyError",
+    "JoinTypeError",
+    "LesterError",
+    "PlanError",
+    "SourceError",
+    "UDFError",
+    "UnknownColumnError",
+    "UnknownKeyError",
+    "UnknownSourceError",
+    "UnsupportedOperationError",
+    "preview",
+]
+
+
+def preview(values: Iterable[object], limit: int = 10) -> str:
+    """A short, readable list of values for error messages (``'a', 'b', ... (12 in all)``)."""
+    items = list(values)
+    shown = ", ".join(repr(v) for v in items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in all)"
+    return shown or "(none)"
+
+
+class LesterError(Exception):
+    """Root of every error raised by lester-dagster."""
+
+    def __str__(self) -> str:  # KeyError would otherwise print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PlanError(LesterError, ValueError):
+    """A pipeline plan is malformed (bad argument, incompatible frames, ...)."""
+
+
+class UnknownColumnError(LesterError, KeyError):
+    """A column name that the frame does not have."""
+
+    def __init__(self, column: str, available: Iterable[str], where: str = "") -> None:
+        self.column = column
+        self.available = tuple(available)
+        place = f" in {where}" if where else ""
+        super().__init__(
+            f"unknown column {column!r}{place}; the frame has: {preview(self.available, 50)}"
+        )
+
+
+class UnknownSourceError(LesterError, KeyError):
+    """A source name that the plan or store does not know."""
+
+    def __init__(self, source: str, available: Iterable[str]) -> None:
+        self.source = source
+        self.available = tuple(available)
+        super().__init__(f"unknown source {source!r}; known sources: {preview(self.available)}")
+
+
+class UnknownKeyError(LesterError, KeyError):
+    """Keys that do not identify any record of a source."""
+
+
+class DuplicateKeyError(LesterError, ValueError):
+    """The key columns of a source do not identify its records uniquely."""
+
+
+class JoinTypeError(LesterError, TypeError):
+    """Join key columns whose types cannot be compared."""
+
+
+class SourceError(LesterError, OSError):
+    """A source file that cannot be read."""
+
+
+class UDFError(LesterError, RuntimeError):
+    """A user-defined function failed on a row or returned the wrong shape."""
+
+
+class UnsupportedOperationError(LesterError, NotImplementedError):
+    """An operation the plan or engine cannot do (yet); the message says what to do instead."""

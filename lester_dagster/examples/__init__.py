@@ -1,0 +1,1 @@
+"""The paper's running example (customers and mails): data generator and preparation plan."""

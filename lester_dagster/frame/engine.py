@@ -1,0 +1,382 @@
+"""The pandas engine: executes a plan and carries provenance beside every intermediate frame.
+
+User data and provenance travel separately: each intermediate is a pandas DataFrame with a
+RangeIndex (only the user's columns) plus a :class:`Prov` of the same length. Operators that
+select or reorder rows compute an index array and apply it to both, so user code (expressions,
+UDFs) never sees provenance, and provenance never leaks into a result's columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lester_dagster.errors import (
+    DuplicateKeyError,
+    JoinTypeError,
+    PlanError,
+    SourceError,
+    UDFError,
+    UnknownColumnError,
+)
+from lester_dagster.frame.expr import Expr
+from lester_dagster.frame.plan import (
+    Aggregate,
+    Distinct,
+    Filter,
+    Join,
+    Node,
+    Rename,
+    RowFunc,
+    Select,
+    Sort,
+    Source,
+    SourceSpec,
+    Split,
+    Union,
+    WithColumn,
+    comparable,
+    dtype_kind,
+)
+from lester_dagster.frame.provenance import Prov, hash_keys
+
+__all__ = ["KEY_HASH_COLUMN", "Computed", "PandasEngine", "SourceTable", "evaluate", "read_source"]
+
+KEY_HASH_COLUMN = "key_hash"
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """A source as read: its key columns and the key id of every record (the key index)."""
+
+    spec: SourceSpec
+    keys: pd.DataFrame  # index: key id (uint64); columns: the key columns, or KEY_HASH_COLUMN
+    rows: int
+
+
+@dataclass(frozen=True)
+class Computed:
+    frame: pd.DataFrame
+    prov: Prov
+
+
+def read_source(spec: SourceSpec) -> pd.DataFrame:
+    """Read a source's records with pandas (the file is read at execution time)."""
+    opts = dict(spec.options)
+    try:
+        if spec.fmt == "pandas":
+            assert spec.data is not None
+            return spec.data.reset_index(drop=True)
+        assert spec.path is not None
+        frame: pd.DataFrame
+        if spec.fmt == "csv":
+            frame = pd.read_csv(spec.path, **opts)
+        elif spec.fmt == "parquet":
+            frame = pd.read_parquet(spec.path, **opts)
+        else:
+            frame = pd.read_json(spec.path, lines=True, **opts)
+        return frame
+    except FileNotFoundError as exc:
+        raise SourceError(f"source {spec.name!r}: file {spec.path} does not exist") from exc
+    except (ValueError, OSError) as exc:
+        raise SourceError(
+            f"source {spec.name!r}: cannot read {spec.path} as {spec.fmt}: {exc}"
+        ) from exc
+
+
+def _key_ids(spec: SourceSpec, df: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    if spec.key:
+        keys = df[list(spec.key)]
+        for k in spec.key:
+            missing = int(keys[k].isna().sum())
+            if missing:
+                raise DuplicateKeyError(
+                    f"source {spec.name!r}: key column {k!r} has {missing} missing value(s); "
+                    "every record needs a key (choose other key columns or drop those rows)"
+                )
+        ids = hash_keys(df, spec.key)
+        dup = keys.duplicated(keep=False)
+        if dup.any():
+            examples = keys[dup].drop_duplicates().head(5).to_dict("records")
+            raise DuplicateKeyError(
+                f"source {spec.name!r}: key {list(spec.key)} is not unique, e.g. {examples}; "
+                "name key columns that identify each record"
+            )
+        if len(np.unique(ids)) != len(ids):  # pragma: no cover - a 64-bit collision
+            raise DuplicateKeyError(f"source {spec.name!r}: two distinct keys hash alike")
+        index = keys.set_axis(pd.Index(ids, dtype=np.uint64, name="key_id"), axis=0)
+    else:
+        ids = hash_keys(df, list(df.columns))
+        hexes = pd.Series(ids).map(lambda i: format(i, "016x"))
+        index = pd.DataFrame(
+            {KEY_HASH_COLUMN: hexes.to_numpy()}, index=pd.Index(ids, dtype=np.uint64, name="key_id")
+        )
+        index = index[~index.index.duplicated()]
+    return ids, index
+
+
+def _series(value: Any, n: int) -> pd.Series:
+    if isinstance(value, pd.Series):
+        return value.reset_index(drop=True)
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return pd.Series(value)
+    return pd.Series([value] * n) if n else pd.Series([], dtype=object)
+
+
+def _str(s: pd.Series) -> Any:
+    if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
+        raise PlanError(
+            f"a .str method was used on a column of dtype {s.dtype}; cast with .astype('str')"
+        )
+    return s.str
+
+
+def _dates(s: pd.Series) -> Any:
+    return (s if pd.api.types.is_datetime64_any_dtype(s.dtype) else pd.to_datetime(s)).dt
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "truediv": lambda a, b: a / b, "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b,
+    "pow": lambda a, b: a**b, "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
+    "lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b, "and": lambda a, b: a & b, "or": lambda a, b: a | b,
+}  # fmt: skip
+
+_METHODS: dict[str, Callable[..., Any]] = {
+    "neg": lambda s: -s,
+    "invert": lambda s: ~s,
+    "isin": lambda s, values: s.isin(list(values)),
+    "is_null": lambda s: s.isna(),
+    "not_null": lambda s: s.notna(),
+    "fill_null": lambda s, v: s.fillna(v),
+    "astype": lambda s, dtype: s.astype(dtype),
+    "between": lambda s, lo, hi: (s >= lo) & (s <= hi),
+    "abs": lambda s: s.abs(),
+    "round": lambda s, d: s.round(d),
+    "clip": lambda s, lo, hi: s.clip(lo, hi),
+    "to_datetime": lambda s, format=None: pd.to_datetime(s, format=format),
+    "str_lower": lambda s: _str(s).lower(),
+    "str_upper": lambda s: _str(s).upper(),
+    "str_strip": lambda s: _str(s).strip(),
+    "str_len": lambda s: _str(s).len(),
+    "str_word_count": lambda s: _str(s).split().str.len(),
+    "str_contains": lambda s, pat, case=True, regex=True: _str(s).contains(
+        pat, case=case, regex=regex, na=False
+    ),
+    "str_startswith": lambda s, p: _str(s).startswith(p, na=False),
+    "str_endswith": lambda s, p: _str(s).endswith(p, na=False),
+    "str_replace": lambda s, pat, repl, regex=False: _str(s).replace(pat, repl, regex=regex),
+    "str_slice": lambda s, start, stop: _str(s).slice(start, stop),
+    "dt_year": lambda s: _dates(s).year,
+    "dt_month": lambda s: _dates(s).month,
+    "dt_day": lambda s: _dates(s).day,
+    "dt_dayofweek": lambda s: _dates(s).dayofweek,
+    "when": lambda c, a, b: np.where(np.asarray(c.fillna(False), dtype=bool), a, b),
+}
+
+
+def evaluate(expr: Expr, frame: pd.DataFrame) -> Any:
+    """Evaluate an expression against a pandas DataFrame (a Series, or a scalar for literals)."""
+    if expr.op == "col":
+        name = expr.args[0]
+        if name not in frame.columns:
+            raise UnknownColumnError(name, [str(c) for c in frame.columns], "expression")
+        return frame[name]
+    if expr.op == "lit":
+        return expr.args[0]
+    args = [evaluate(a, frame) if isinstance(a, Expr) else a for a in expr.args]
+    if expr.op in _BINARY:
+        return _BINARY[expr.op](args[0], args[1])
+    if expr.op == "when":
+        return pd.Series(_METHODS["when"](_series(args[0], len(frame)), args[1], args[2]))
+    if args and not isinstance(args[0], pd.Series):
+        args[0] = _series(args[0], len(frame))
+    return _METHODS[expr.op](*args, **dict(expr.options))
+
+
+def _apply_func(fn: RowFunc, frame: pd.DataFrame) -> pd.Series:
+    inputs = list(fn.inputs)
+    n = len(frame)
+    try:
+        if fn.vectorized:
+            arg = frame[inputs[0]] if len(inputs) == 1 else frame[inputs]
+            out = fn.func(arg)
+        elif len(inputs) == 1:
+            out = [fn.func(v) for v in frame[inputs[0]].tolist()]
+        else:
+            out = [fn.func(*vals) for vals in zip(*(frame[c].tolist() for c in inputs))]
+    except Exception as exc:
+        raise UDFError(f"function {fn.name} on columns {inputs} failed: {exc!r}") from exc
+    series = (
+        _series(out, n)
+        if not isinstance(out, list)
+        else pd.Series(out, dtype=object if not out else None)
+    )
+    if len(series) != n:
+        raise UDFError(
+            f"function {fn.name} returned {len(series)} values for {n} rows; "
+            "it must return one value per row"
+        )
+    return series
+
+
+def _mask(value: Any, n: int, what: str) -> np.ndarray:
+    series = _series(value, n)
+    if not (pd.api.types.is_bool_dtype(series.dtype) or series.isna().all()):
+        raise PlanError(f"{what} must give True/False per row, got values of dtype {series.dtype}")
+    return np.asarray(series.fillna(False), dtype=bool)
+
+
+def _split_hash(ids: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per key id (splitmix64 finaliser over id ^ seed)."""
+    with np.errstate(over="ignore"):
+        z = ids ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+class PandasEngine:
+    """Executes plans with pandas. One instance caches shared sub-plans within one execution."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, Computed] = {}
+        self._keep: list[Node] = []  # keeps cached nodes alive so their ids stay unique
+        self.sources: dict[str, SourceTable] = {}
+
+    def run(self, node: Node) -> Computed:
+        hit = self._cache.get(id(node))
+        if hit is not None:
+            return hit
+        method: Callable[[Any], Computed] = getattr(self, "_" + type(node).__name__.lower())
+        out = method(node)
+        self._cache[id(node)] = out
+        self._keep.append(node)
+        return out
+
+    # -- sources -------------------------------------------------------------------------------
+    def _source(self, node: Source) -> Computed:
+        spec = node.spec
+        df = read_source(spec)
+        missing = [c for c in spec.columns if c not in df.columns]
+        if missing:
+            raise SourceError(
+                f"source {spec.name!r} no longer has column(s) {missing} (has {list(df.columns)}); "
+                "rebuild the plan"
+            )
+        df = df[list(spec.columns)]
+        ids, index = _key_ids(spec, df)
+        self.sources[spec.name] = SourceTable(spec, index, len(df))
+        return Computed(df.reset_index(drop=True), Prov.of_source(spec.name, ids))
+
+    # -- row-preserving operators --------------------------------------------------------------
+    def _take(self, c: Computed, rows: np.ndarray) -> Computed:
+        return Computed(c.frame.take(rows).reset_index(drop=True), c.prov.take(rows))
+
+    def _filter(self, node: Filter) -> Computed:
+        c = self.run(node.parent)
+        p = node.predicate
+        value = evaluate(p, c.frame) if isinstance(p, Expr) else _apply_func(p, c.frame)
+        return self._take(
+            c, np.flatnonzero(_mask(value, len(c.frame), f"filter {node.describe()}"))
+        )
+
+    def _split(self, node: Split) -> Computed:
+        c = self.run(node.parent)
+        ids = c.prov.keys[node.source]
+        if (ids == 0).any():
+            raise PlanError(
+                f"split by {node.source!r}: {(ids == 0).sum()} row(s) do not derive from any "
+                f"record of {node.source!r} (left join or union); split by another source"
+            )
+        test = _split_hash(ids, node.seed) < node.test_fraction
+        return self._take(c, np.flatnonzero(test if node.side == "test" else ~test))
+
+    def _sort(self, node: Sort) -> Computed:
+        c = self.run(node.parent)
+        order = (
+            c.frame.reset_index(drop=True)
+            .sort_values(list(node.by), ascending=list(node.ascending), kind="stable")
+            .index.to_numpy()
+        )
+        return self._take(c, order)
+
+    def _select(self, node: Select) -> Computed:
+        c = self.run(node.parent)
+        return Computed(c.frame[list(node.columns)], c.prov)
+
+    def _rename(self, node: Rename) -> Computed:
+        c = self.run(node.parent)
+        return Computed(c.frame.rename(columns=dict(node.mapping)), c.prov)
+
+    def _withcolumn(self, node: WithColumn) -> Computed:
+        c = self.run(node.parent)
+        v = node.value
+        value = evaluate(v, c.frame) if isinstance(v, Expr) else _apply_func(v, c.frame)
+        frame = c.frame.copy(deep=False)
+        frame[node.name] = (
+            _series(value, len(frame)).to_numpy()
+            if not isinstance(value, pd.Series)
+            else value.reset_index(drop=True)
+        )
+        return Computed(frame, c.prov)
+
+    # -- combining operators -------------------------------------------------------------------
+    def _join(self, node: Join) -> Computed:
+        lc, rc = self.run(node.left), self.run(node.right)
+        for lk, rk in zip(node.left_on, node.right_on):
+            lt, rt = dtype_kind(lc.frame[lk].dtype), dtype_kind(rc.frame[rk].dtype)
+            if not comparable(lt, rt):
+                raise JoinTypeError(
+                    f"join key types differ: left column {lk!r} is {lc.frame[lk].dtype}, right "
+                    f"column {rk!r} is {rc.frame[rk].dtype}; cast one side first with "
+                    f"with_column({rk!r}, col({rk!r}).astype(...))"
+                )
+        lpos, rpos = "__lester_lpos", "__lester_rpos"
+        left = lc.frame.rename(columns=dict(node.left_names))
+        left[lpos] = np.arange(len(left))
+        tmp = {c: f"__lester_key{i}" for i, c in enumerate(node.right_on)}
+        right = rc.frame.rename(columns={c: n or tmp[c] for c, n in node.right_names.items()})
+        right[rpos] = np.arange(len(right))
+        rkeys = [node.right_names[k] or tmp[k] for k in node.right_on]
+        lkeys = [node.left_names[k] for k in node.left_on]
+        merged = left.merge(right, how=node.how, left_on=lkeys, right_on=rkeys, sort=False)
+        lrows = merged[lpos].to_numpy(dtype=np.intp)
+        rrows = merged[rpos].fillna(-1).to_numpy(dtype=np.intp)
+        out = merged[list(node.schema.columns)].reset_index(drop=True)
+        return Computed(out, Prov.product(lc.prov, lrows, rc.prov, rrows))
+
+    def _union(self, node: Union) -> Computed:
+        parts = [self.run(p) for p in node.parts]
+        columns = list(node.schema.columns)
+        frame = pd.concat([p.frame[columns] for p in parts], ignore_index=True)
+        return Computed(frame, Prov.concat([p.prov for p in parts]))
+
+    def _distinct(self, node: Distinct) -> Computed:
+        c = self.run(node.parent)
+        subset = list(node.subset or c.frame.columns)
+        grouped = c.frame.groupby(subset, sort=False, dropna=False)
+        group = grouped.ngroup().to_numpy().astype(np.intp)
+        n = int(grouped.ngroups)
+        first = np.full(n, len(group), dtype=np.intp)
+        np.minimum.at(first, group, np.arange(len(group), dtype=np.intp))
+        frame = c.frame.take(first).reset_index(drop=True)
+        return Computed(frame, c.prov.group(group, n))
+
+    def _aggregate(self, node: Aggregate) -> Computed:
+        c = self.run(node.parent)
+        by = list(node.by)
+        grouped = c.frame.groupby(by, sort=True, dropna=node.dropna)
+        out = grouped.agg(**{a.name: (a.column, a.func) for a in node.aggs}).reset_index()
+        group = grouped.ngroup()
+        group_ids = group.fillna(-1).to_numpy().astype(np.intp)
+        if len(out) != int(grouped.ngroups):  # pragma: no cover - pandas invariant
+            raise PlanError("internal error: group count mismatch")
+        return Computed(out[list(node.schema.columns)], c.prov.group(group_ids, len(out)))
