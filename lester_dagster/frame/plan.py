@@ -254,7 +254,7 @@ class Filter(_Unary):
 
     def describe(self) -> str:
         p = self.predicate
-        return f"Filter {p!r}" if isinstance(p, Expr) else f"Filter {p.name}{p.inputs}"
+        return f"Filter {p!r}" if isinstance(p, Expr) else f"Filter {p.name}({', '.join(p.inputs)})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -327,7 +327,7 @@ class WithColumn(_Unary):
 
     def describe(self) -> str:
         v = self.value
-        shown = repr(v) if isinstance(v, Expr) else f"{v.name}{v.inputs}"
+        shown = repr(v) if isinstance(v, Expr) else f"{v.name}({', '.join(v.inputs)})"
         return f"WithColumn {self.name!r} = {shown}"
 
 

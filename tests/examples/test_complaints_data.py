@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +145,9 @@ def test_some_subjects_leak_secret_looking_tokens(
 def test_vader_sentiment_varies_from_negative_to_positive(
     frames: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:
-    vader = pytest.importorskip("vaderSentiment.vaderSentiment")
-    analyzer = vader.SentimentIntensityAnalyzer()
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
     _, mails = frames
     sample = mails["text"].str.lower().sample(1_500, random_state=0)
     compound = np.array([analyzer.polarity_scores(text)["compound"] for text in sample])
@@ -155,13 +155,6 @@ def test_vader_sentiment_varies_from_negative_to_positive(
     assert compound.max() > 0.6
     assert 0.10 <= (compound < -0.05).mean() <= 0.70
     assert 0.10 <= (compound > 0.05).mean() <= 0.70
-
-
-def test_large_generation_is_fast() -> None:
-    start = time.perf_counter()
-    customers, mails = generate_frames(200_000, seed=1)
-    assert time.perf_counter() - start < 10.0
-    assert len(mails) == 3 * len(customers)
 
 
 def test_write_complaints_round_trips_and_creates_directory(tmp_path: Path) -> None:
