@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "DuplicateKeyError",
+    "ExpressionError",
     "JoinTypeError",
     "LesterError",
     "PlanError",
@@ -71,6 +72,10 @@ class UnknownKeyError(LesterError, KeyError):
 
 class DuplicateKeyError(LesterError, ValueError):
     """The key columns of a source do not identify its records uniquely."""
+
+
+class ExpressionError(LesterError, ValueError):
+    """An expression failed on the data (e.g. a cast of text to int); names the expression."""
 
 
 class JoinTypeError(LesterError, TypeError):

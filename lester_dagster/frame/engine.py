@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from lester_dagster.errors import (
     DuplicateKeyError,
+    ExpressionError,
     JoinTypeError,
+    LesterError,
     PlanError,
     SourceError,
     UDFError,
@@ -42,7 +45,7 @@ from lester_dagster.frame.plan import (
     comparable,
     dtype_kind,
 )
-from lester_dagster.frame.provenance import Prov, hash_keys
+from lester_dagster.frame.provenance import Ids, Prov, hash_keys, mix64
 
 __all__ = ["KEY_HASH_COLUMN", "Computed", "PandasEngine", "SourceTable", "evaluate", "read_source"]
 
@@ -99,15 +102,16 @@ def _key_ids(spec: SourceSpec, df: pd.DataFrame) -> tuple[np.ndarray, pd.DataFra
                     "every record needs a key (choose other key columns or drop those rows)"
                 )
         ids = hash_keys(df, spec.key)
-        dup = keys.duplicated(keep=False)
-        if dup.any():
+        # equal keys hash alike, so unique ids prove unique keys (one hash-table pass)
+        if not pd.Index(ids).is_unique:
+            dup = keys.duplicated(keep=False)
+            if not dup.any():  # pragma: no cover - two distinct keys with the same 64-bit hash
+                raise DuplicateKeyError(f"source {spec.name!r}: two distinct keys hash alike")
             examples = keys[dup].drop_duplicates().head(5).to_dict("records")
             raise DuplicateKeyError(
                 f"source {spec.name!r}: key {list(spec.key)} is not unique, e.g. {examples}; "
                 "name key columns that identify each record"
             )
-        if len(np.unique(ids)) != len(ids):  # pragma: no cover - a 64-bit collision
-            raise DuplicateKeyError(f"source {spec.name!r}: two distinct keys hash alike")
         index = keys.set_axis(pd.Index(ids, dtype=np.uint64, name="key_id"), axis=0)
     else:
         ids = hash_keys(df, list(df.columns))
@@ -175,7 +179,7 @@ _METHODS: dict[str, Callable[..., Any]] = {
     "dt_year": lambda s: _dates(s).year,
     "dt_month": lambda s: _dates(s).month,
     "dt_day": lambda s: _dates(s).day,
-    "dt_dayofweek": lambda s: _dates(s).dayofweek,
+    "dt_dayofweek": lambda s: _dates(s).day_of_week,  # .dayofweek is deprecated in pandas 3
     "when": lambda c, a, b: np.where(np.asarray(c.fillna(False), dtype=bool), a, b),
 }
 
@@ -197,6 +201,19 @@ def evaluate(expr: Expr, frame: pd.DataFrame) -> Any:
     if args and not isinstance(args[0], pd.Series):
         args[0] = _series(args[0], len(frame))
     return _METHODS[expr.op](*args, **dict(expr.options))
+
+
+def _run_expr(expr: Expr, frame: pd.DataFrame) -> Any:
+    """:func:`evaluate`, with pandas' failures turned into an error that names the expression."""
+    try:
+        return evaluate(expr, frame)
+    except LesterError:
+        raise
+    except Exception as exc:
+        raise ExpressionError(
+            f"expression {expr!r} failed on the data: {type(exc).__name__}: {exc}; check the "
+            "column types (cast with .astype(...)) and missing values (.fill_null(...))"
+        ) from exc
 
 
 def _apply_func(fn: RowFunc, frame: pd.DataFrame) -> pd.Series:
@@ -232,15 +249,9 @@ def _mask(value: Any, n: int, what: str) -> np.ndarray:
     return np.asarray(series.fillna(False), dtype=bool)
 
 
-def _split_hash(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per key id (splitmix64 finaliser over id ^ seed)."""
-    with np.errstate(over="ignore"):
-        z = ids ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+def _split_hash(ids: Ids, seed: int) -> npt.NDArray[np.float64]:
+    """A uniform number in [0, 1) per key id, from the id and the seed only."""
+    return (mix64(ids, seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 class PandasEngine:
@@ -283,7 +294,7 @@ class PandasEngine:
     def _filter(self, node: Filter) -> Computed:
         c = self.run(node.parent)
         p = node.predicate
-        value = evaluate(p, c.frame) if isinstance(p, Expr) else _apply_func(p, c.frame)
+        value = _run_expr(p, c.frame) if isinstance(p, Expr) else _apply_func(p, c.frame)
         return self._take(
             c, np.flatnonzero(_mask(value, len(c.frame), f"filter {node.describe()}"))
         )
@@ -319,7 +330,7 @@ class PandasEngine:
     def _withcolumn(self, node: WithColumn) -> Computed:
         c = self.run(node.parent)
         v = node.value
-        value = evaluate(v, c.frame) if isinstance(v, Expr) else _apply_func(v, c.frame)
+        value = _run_expr(v, c.frame) if isinstance(v, Expr) else _apply_func(v, c.frame)
         frame = c.frame.copy(deep=False)
         frame[node.name] = (
             _series(value, len(frame)).to_numpy()

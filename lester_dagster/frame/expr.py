@@ -67,6 +67,8 @@ class Expr:
         if self.op in ("neg", "invert"):
             return ("-" if self.op == "neg" else "~") + repr(self.args[0])
         receiver, *rest = self.args
+        if self.op.startswith("dt_"):  # date parts are properties: col("d").dt.year
+            return f"{receiver!r}.dt.{self.op[3:]}"
         params = [repr(a) for a in rest] + [f"{k}={v!r}" for k, v in self.options]
         return f"{receiver!r}.{self.op.replace('_', '.', 1) if self.op.startswith(('str_', 'dt_')) else self.op}({', '.join(params)})"  # noqa: E501
 
@@ -227,6 +229,8 @@ class _StrMethods:
         return self._call("word_count")
 
     def contains(self, pat: str, *, case: bool = True, regex: bool = True) -> Expr:
+        """Whether ``pat`` occurs (a regex unless ``regex=False``); False for missing values,
+        as are ``startswith``/``endswith``, so filters drop rows with missing text."""
         return self._call("contains", pat, case=case, regex=regex)
 
     def startswith(self, prefix: str) -> Expr:

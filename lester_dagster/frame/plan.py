@@ -411,6 +411,7 @@ class Join(Node):
                     f"join key types differ: left column {lk!r} is {lt}, right column {rk!r} is "
                     f"{rt}; cast one side first, e.g. with_column({rk!r}, col({rk!r}).astype(...))"
                 )
+        sources = _merge_sources(ls, rs)  # two different sources named alike: PlanError first
         overlap = set(ls.sources) & set(rs.sources)
         if overlap:
             raise UnsupportedOperationError(
@@ -446,7 +447,7 @@ class Join(Node):
                 tuple(out),
                 MappingProxyType(dtypes),
                 MappingProxyType(lineage),
-                MappingProxyType(_merge_sources(ls, rs)),
+                MappingProxyType(sources),
                 ls.multi or rs.multi,
             )
         )

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["NO_RECORD", "Ids", "Prov", "hash_keys"]
+__all__ = ["NO_RECORD", "Ids", "Prov", "hash_keys", "mix64"]
 
 Ids = npt.NDArray[np.uint64]
 Index = npt.NDArray[np.intp]
@@ -39,33 +39,72 @@ NO_RECORD = np.uint64(0)
 _NULL_HASH = pd.util.hash_array(np.array([None], dtype=object), categorize=False)[0]
 
 
+def mix64(values: Ids, salt: int = 0) -> Ids:
+    """The splitmix64 finaliser of ``values ^ salt``: a bijection of uint64 that scatters bits."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(values, dtype=np.uint64) ^ np.uint64(salt & 0xFFFFFFFFFFFFFFFF)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        out: Ids = z ^ (z >> np.uint64(31))
+    return out
+
+
+def _as_text(column: pd.Series, missing: npt.NDArray[np.bool_]) -> npt.NDArray[np.object_]:
+    """The values' canonical text: what a csv file holds for them."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        flags = column.fillna(False).to_numpy(dtype=bool)
+        return np.where(flags, "True", "False").astype(object)
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        midnight = (column == column.dt.normalize()).to_numpy(dtype=bool, na_value=False)
+        dates = column.dt.strftime("%Y-%m-%d").astype(object).to_numpy()
+        return np.where(midnight, dates, column.astype(str).astype(object).to_numpy())
+    if pd.api.types.is_string_dtype(column.dtype) and not pd.api.types.is_object_dtype(
+        column.dtype
+    ):
+        return column.astype(object).to_numpy()
+    return np.array([None if m else str(v) for v, m in zip(column, missing)], dtype=object)
+
+
 def _hash_column(column: pd.Series) -> Ids:
     """Hash one key column so the result does not depend on how the file was read.
 
-    Integers and booleans hash as int64; everything else as its ``str`` form (a key read as
-    ``str`` from csv and as ``large_string`` from Parquet gets the same id); a missing value
-    always hashes alike, whatever else the column holds.
+    Integers, and floats that are whole numbers, hash as int64 (pandas reads an int column with
+    a gap as float64, and deleting the record with the gap must not change the ids of the
+    others); everything else hashes as its canonical text: booleans as ``True``/``False``,
+    midnight datetimes as ``YYYY-MM-DD``, strings as themselves, whether read as ``str`` from
+    csv or as ``large_string`` from Parquet. A missing value always hashes alike.
     """
     dtype = column.dtype
     missing = column.isna().to_numpy(dtype=bool)
-    if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-        values: npt.NDArray[np.generic] = column.fillna(0).to_numpy(dtype=np.int64)
-    elif pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
-        values = column.astype(object).to_numpy()  # missing values hash as _NULL_HASH
+    if pd.api.types.is_integer_dtype(dtype):
+        ints: npt.NDArray[np.int64] = column.fillna(0).to_numpy(dtype=np.int64)
+        hashed: Ids = pd.util.hash_array(ints, categorize=False)
     else:
-        values = np.array([None if m else str(v) for v, m in zip(column, missing)], dtype=object)
-    hashed: Ids = pd.util.hash_array(values, categorize=False).astype(np.uint64, copy=False)
+        hashed = pd.util.hash_array(_as_text(column, missing), categorize=False)
+        if pd.api.types.is_float_dtype(dtype):
+            floats = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                whole = ~missing & (np.abs(floats) < 2.0**63) & (floats == np.floor(floats))
+            if whole.any():
+                as_int = np.where(whole, floats, 0.0).astype(np.int64)
+                hashed = np.where(whole, pd.util.hash_array(as_int, categorize=False), hashed)
+    hashed = hashed.astype(np.uint64, copy=True)
     hashed[missing] = _NULL_HASH
     return hashed
 
 
 def hash_keys(frame: pd.DataFrame, columns: Sequence[str]) -> Ids:
-    """Deterministic 64-bit key ids for the rows of ``frame`` from ``columns`` (never 0)."""
+    """Deterministic 64-bit key ids for the rows of ``frame`` from ``columns`` (never 0).
+
+    The columns' hashes are chained through :func:`mix64`, so column order matters and a
+    composite key never collides with one of its parts by construction.
+    """
     if len(columns) == 0:
         raise ValueError("hash_keys needs at least one column")
-    combined = _hash_column(frame[columns[0]])
+    combined = mix64(_hash_column(frame[columns[0]]))
     for name in columns[1:]:
-        combined = (combined * np.uint64(1_000_003)) ^ _hash_column(frame[name])
+        combined = mix64(combined ^ _hash_column(frame[name]))
     combined[combined == NO_RECORD] = np.uint64(1)
     return combined
 

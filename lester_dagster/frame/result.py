@@ -43,6 +43,13 @@ class Result:
         return f"<Result {len(self)} rows x {len(self.columns)} columns from {list(self.sources)}>"
 
 
+def _sorted(keys: list[Any]) -> list[Any]:
+    try:
+        return sorted(keys)
+    except TypeError:  # keys that do not compare (mixed types): keep hash order
+        return keys
+
+
 class Lineage:
     """Lineage queries on a :class:`Result`.
 
@@ -87,14 +94,24 @@ class Lineage:
                     f"source {source!r} has key columns {key_columns}; each key needs "
                     f"{len(key_columns)} value(s), got {preview(bad, 3)}"
                 )
-            frame = pd.DataFrame(rows, columns=key_columns)
+            given = pd.DataFrame(rows, columns=key_columns)
             try:
-                frame = frame.astype(table.keys.dtypes.to_dict())
+                frame = given.astype(table.keys.dtypes.to_dict())
             except (ValueError, TypeError) as exc:
                 raise UnknownKeyError(
                     f"keys {preview(wanted, 3)} do not match the types of {source!r}'s key "
                     f"columns {table.keys.dtypes.astype(str).to_dict()}"
                 ) from exc
+            # the cast to an int column must not truncate: 2.5 is not the key 2
+            for name in key_columns:
+                if pd.api.types.is_integer_dtype(frame[name].dtype):
+                    numbers = pd.to_numeric(given[name], errors="coerce")
+                    lossy = numbers.notna() & (numbers != frame[name])
+                    if lossy.any():
+                        raise UnknownKeyError(
+                            f"source {source!r} has integer key column {name!r}; "
+                            f"{preview(given[name][lossy].tolist(), 3)} is not a whole number"
+                        )
             ids = hash_keys(frame, key_columns)
         known = np.isin(ids, table.keys.index.to_numpy(dtype=np.uint64))
         if strict and not known.all():
@@ -116,10 +133,13 @@ class Lineage:
 
     # -- the three queries ---------------------------------------------------------------------
     def backward(self, row: int) -> dict[str, list[Any]]:
-        """For output row ``row`` (0-based position), the keys of every source it derives from."""
+        """For output row ``row`` (0-based position), the keys of every source it derives from
+        (each list sorted)."""
         if not 0 <= row < len(self._result):
             raise IndexError(f"row {row} is out of range: the result has {len(self._result)} rows")
-        return {s: self.keys_of(s, ids) for s, ids in self._result.prov.ids_of_row(row).items()}
+        return {
+            s: _sorted(self.keys_of(s, ids)) for s, ids in self._result.prov.ids_of_row(row).items()
+        }
 
     def forward(self, source: str, keys: Iterable[Any], *, strict: bool = True) -> list[int]:
         """Positions of the output rows whose provenance mentions any of ``keys`` of ``source``."""

@@ -323,3 +323,23 @@ def test_composite_key_of_mixed_types() -> None:
     assert len(set(got.tolist())) == 3
     again = hash_keys(df.iloc[[2, 0]].reset_index(drop=True), ["country", "n"])
     assert again.tolist() == [got[2], got[0]]
+
+
+def test_dates_hash_like_their_csv_text() -> None:
+    text = pd.DataFrame({"d": ["2022-01-01", "2023-06-30 10:30:00"]})
+    parsed = pd.DataFrame({"d": pd.to_datetime(text["d"], format="ISO8601")})
+    assert list(hash_keys(text, ["d"])) == list(hash_keys(parsed, ["d"]))
+
+
+def test_booleans_hash_alike_with_and_without_a_gap() -> None:
+    plain = pd.DataFrame({"b": [True, False]})
+    gappy = pd.DataFrame({"b": pd.Series([True, False, None], dtype=object)})
+    nullable = pd.DataFrame({"b": pd.array([True, False, None], dtype="boolean")})
+    assert list(hash_keys(plain, ["b"])) == list(hash_keys(gappy, ["b"])[:2])
+    assert list(hash_keys(gappy, ["b"])) == list(hash_keys(nullable, ["b"]))
+
+
+def test_composite_key_does_not_collide_with_its_last_part() -> None:
+    pair = pd.DataFrame({"a": [0, 0], "b": [5, 6]})
+    single = pd.DataFrame({"b": [5, 6]})
+    assert set(hash_keys(pair, ["a", "b"])).isdisjoint(set(hash_keys(single, ["b"])))
