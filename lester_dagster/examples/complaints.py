@@ -3,8 +3,9 @@
 Two csv sources, ``customers`` (key ``customer_id``) and ``mails`` (key ``mail_id``). The
 preparation keeps customers from a few countries, keeps mails from 2022 on that mention a
 complaint or a bank account, joins mails to customers by email, lower-cases subject (as
-``title``) and text, and scores the text's sentiment with VADER (its lexicon ships inside the
-``vaderSentiment`` package, so nothing is downloaded).
+``title``, with its word count) and text, and scores the text's sentiment with VADER (its
+lexicon ships inside the ``vaderSentiment`` package, so nothing is downloaded).
+:func:`feature_encoding`, :func:`label` and :func:`model` give the rest of the pipeline.
 
 :func:`prepare` is the declarative version (a :class:`~lester_dagster.frame.Frame`);
 :func:`prepare_pandas` is the same computation in plain pandas, without provenance, used as the
@@ -22,11 +23,20 @@ import pandas as pd
 from lester_dagster.examples.complaints_data import KEPT_COUNTRIES, START_DATE, TOPIC_PATTERN
 from lester_dagster.frame import Frame, col, read_csv
 
-__all__ = ["PREPARED_COLUMNS", "prepare", "prepare_pandas", "sentiment"]
+__all__ = [
+    "LABEL_INPUTS",
+    "PREPARED_COLUMNS",
+    "feature_encoding",
+    "label",
+    "model",
+    "prepare",
+    "prepare_pandas",
+    "sentiment",
+]
 
 PREPARED_COLUMNS = (
-    "mail_id", "email", "date", "title", "text", "customer_id", "bank", "country", "level",
-    "sentiment",
+    "mail_id", "email", "date", "title", "title_words", "text", "customer_id", "bank", "country",
+    "level", "sentiment",
 )  # fmt: skip
 
 
@@ -62,6 +72,7 @@ def prepare(
     prepared = (
         topical_mails.join(kept_customers, on="email")
         .with_column("title", col("subject").str.lower())
+        .with_column("title_words", col("title").str.word_count())
         .with_column("text", col("text").str.lower())
     )
     if not with_sentiment:
@@ -80,8 +91,43 @@ def prepare_pandas(
     ]
     joined = topical.merge(kept_customers, on="email")
     joined["title"] = joined["subject"].str.lower()
+    joined["title_words"] = joined["title"].str.split().str.len()
     joined["text"] = joined["text"].str.lower()
     if not with_sentiment:
         return joined[list(PREPARED_COLUMNS[:-1])].reset_index(drop=True)
     joined["sentiment"] = [sentiment(t) for t in joined["text"].tolist()]
     return joined[list(PREPARED_COLUMNS)].reset_index(drop=True)
+
+
+def feature_encoding(text_features: int = 2**9) -> Any:
+    """The running example's features: hashed words of title and text, the standardised title
+    word count (the paper's LLM rewrite counted words; the original counted characters) and
+    one-hot country. A fresh, unfitted ColumnTransformer."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return ColumnTransformer(
+        [
+            ("title", HashingVectorizer(n_features=text_features, alternate_sign=False), "title"),
+            ("text", HashingVectorizer(n_features=text_features, alternate_sign=False), "text"),
+            ("title_words", StandardScaler(), ["title_words"]),
+            ("country", OneHotEncoder(handle_unknown="ignore"), ["country"]),
+        ],
+        sparse_threshold=1.0,
+    )
+
+
+LABEL_INPUTS = ("sentiment", "level")
+
+
+def label(prepared: pd.DataFrame) -> pd.Series:
+    """1 when the mail is negative (VADER compound below 0) and the customer is premium."""
+    return ((prepared["sentiment"] < 0) & (prepared["level"] == "premium")).astype("int64")
+
+
+def model() -> Any:
+    """The running example's model: an L2-regularised logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0, max_iter=1000)

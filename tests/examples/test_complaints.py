@@ -76,3 +76,29 @@ def test_relational_part_without_sentiment(sources: tuple[Path, Path]) -> None:
     got = prepare(*sources, with_sentiment=False).execute().to_pandas()
     assert "sentiment" not in got.columns
     assert sorted(got["mail_id"]) == sorted(plain["mail_id"])
+
+
+def test_title_word_count_counts_words_not_characters(result: Result) -> None:
+    data = result.to_pandas()
+    assert data["title_words"].tolist() == [len(t.split()) for t in data["title"]]
+
+
+def test_label_is_negative_and_premium(result: Result) -> None:
+    from lester_dagster.examples.complaints import label
+
+    data = result.to_pandas()
+    expected = [int(s < 0 and lv == "premium") for s, lv in zip(data["sentiment"], data["level"])]
+    assert label(data).tolist() == expected
+    assert 0 < sum(expected) < len(expected)
+
+
+def test_feature_encoding_and_model_train_on_the_prepared_rows(result: Result) -> None:
+    from lester_dagster.examples.complaints import feature_encoding, label, model
+    from lester_dagster.features.matrix import encode_labels, fit_encode
+
+    _, features = fit_encode(feature_encoding(text_features=64), result)
+    assert [b.name for b in features.blocks] == ["title", "text", "title_words", "country"]
+    assert features.shape[0] == len(result)
+    y = encode_labels(label, result).y
+    fitted = model().fit(features.X, y)
+    assert fitted.score(features.X, y) > 0.6
