@@ -3,8 +3,9 @@
 Two csv sources, ``customers`` (key ``customer_id``) and ``mails`` (key ``mail_id``). The
 preparation keeps customers from a few countries, keeps mails from 2022 on that mention a
 complaint or a bank account, joins mails to customers by email, lower-cases subject (as
-``title``, with its word count) and text, and scores the text's sentiment with VADER (its
-lexicon ships inside the ``vaderSentiment`` package, so nothing is downloaded).
+``title``, with its word count) and text (a missing subject or text counts as empty, so a
+forgotten subject reads as ""), and scores the text's sentiment with VADER (its lexicon ships
+inside the ``vaderSentiment`` package, so nothing is downloaded).
 :func:`feature_encoding`, :func:`label` and :func:`model` give the rest of the pipeline.
 
 :func:`prepare` is the declarative version (a :class:`~lester_dagster.frame.Frame`);
@@ -71,9 +72,9 @@ def prepare(
     )
     prepared = (
         topical_mails.join(kept_customers, on="email")
-        .with_column("title", col("subject").str.lower())
+        .with_column("title", col("subject").fill_null("").str.lower())
         .with_column("title_words", col("title").str.word_count())
-        .with_column("text", col("text").str.lower())
+        .with_column("text", col("text").fill_null("").str.lower())
     )
     if not with_sentiment:
         return prepared.select(*PREPARED_COLUMNS[:-1])
@@ -90,9 +91,9 @@ def prepare_pandas(
         & mails["text"].str.contains(TOPIC_PATTERN, case=False, regex=True, na=False)
     ]
     joined = topical.merge(kept_customers, on="email")
-    joined["title"] = joined["subject"].str.lower()
+    joined["title"] = joined["subject"].fillna("").str.lower()
     joined["title_words"] = joined["title"].str.split().str.len()
-    joined["text"] = joined["text"].str.lower()
+    joined["text"] = joined["text"].fillna("").str.lower()
     if not with_sentiment:
         return joined[list(PREPARED_COLUMNS[:-1])].reset_index(drop=True)
     joined["sentiment"] = [sentiment(t) for t in joined["text"].tolist()]
