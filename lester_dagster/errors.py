@@ -10,16 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "DecrementalError",
     "DuplicateKeyError",
+    "DuplicateRowError",
     "ExpressionError",
     "JoinTypeError",
     "LesterError",
     "PlanError",
+    "RowPositionError",
     "SourceError",
     "UDFError",
     "UnknownColumnError",
     "UnknownKeyError",
     "UnknownSourceError",
+    "UnlearningError",
     "UnsupportedOperationError",
     "preview",
 ]
@@ -92,3 +96,27 @@ class UDFError(LesterError, RuntimeError):
 
 class UnsupportedOperationError(LesterError, NotImplementedError):
     """An operation the plan or engine cannot do (yet); the message says what to do instead."""
+
+
+class RowPositionError(LesterError, IndexError):
+    """Row positions that are not integers inside the current training matrix."""
+
+
+class DuplicateRowError(LesterError, ValueError):
+    """The same row position asked for more than once in one removal."""
+
+
+class UnlearningError(LesterError, ValueError):
+    """A removal the model cannot absorb (no rows left, a classifier left with one class, ...).
+
+    Raised before anything changes: the model and its stored statistics are as they were.
+    """
+
+
+class DecrementalError(LesterError, ValueError):
+    """A decremental update (forget/replace) that cannot be done as asked.
+
+    For example removing every fitted row (a refit on no rows is impossible), removing rows that
+    were never fitted, or a state that a refit on the remaining rows would reject. The fitted
+    transformer and its statistics are left as they were.
+    """
