@@ -1,0 +1,169 @@
+"""The shared machinery: row positions, errors, tombstones, compaction, helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import Ridge
+from sklearn.naive_bayes import MultinomialNB
+
+from lester_dagster.errors import DuplicateRowError, LesterError, RowPositionError, UnlearningError
+from lester_dagster.models import fit_for_forgetting
+from lester_dagster.models.base import (
+    add_product,
+    as_training_data,
+    max_abs_difference,
+    numeric_parameters,
+    weighted_gram,
+)
+
+
+def _ridge(n: int = 50, sparse: bool = False) -> tuple[object, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 3.0]) + rng.normal(size=n)
+    return fit_for_forgetting(Ridge(), sp.csr_matrix(X) if sparse else X, y), X, y
+
+
+@pytest.mark.parametrize(
+    ("rows", "error", "message"),
+    [
+        ([3, 50], RowPositionError, r"out of range .* 50 rows \(valid: 0\.\.49\): 50"),
+        ([-1], RowPositionError, r"out of range .*: -1"),
+        ([2, 7, 2, 7, 9], DuplicateRowError, r"more than once: 2, 7; .*np\.unique"),
+        ([1.0, 2.0], RowPositionError, r"must be integers, got dtype float64 \(1\.0, 2\.0\)"),
+        (np.ones(50, dtype=bool), RowPositionError, r"boolean mask; pass np\.flatnonzero"),
+        ([["a"]], RowPositionError, r"1-D sequence"),
+        (["a"], RowPositionError, r"must be integers"),
+    ],
+)
+def test_bad_row_positions_are_named_and_change_nothing(
+    rows: object, error: type[Exception], message: str
+) -> None:
+    unlearner, _, _ = _ridge()
+    coef = unlearner.model.coef_.copy()
+    with pytest.raises(error, match=message) as info:
+        unlearner.forget(rows)  # type: ignore[arg-type]
+    assert isinstance(info.value, LesterError)
+    assert np.array_equal(unlearner.model.coef_, coef) and unlearner.n_rows == 50
+    assert not unlearner.history
+
+
+def test_error_classes_inherit_the_matching_builtins() -> None:
+    assert issubclass(RowPositionError, IndexError)
+    assert issubclass(DuplicateRowError, ValueError)
+    assert issubclass(UnlearningError, ValueError)
+
+
+def test_positions_refer_to_the_current_matrix() -> None:
+    unlearner, X, y = _ridge()
+    unlearner.forget([0, 1])
+    assert np.array_equal(unlearner.X, X[2:])  # position 0 is now the original row 2
+    unlearner.forget([0])
+    assert np.array_equal(unlearner.y, y[3:])
+    with pytest.raises(RowPositionError, match=r"0\.\.46"):
+        unlearner.forget([47])
+
+
+def test_a_scalar_position_is_one_row() -> None:
+    unlearner, _, y = _ridge()
+    record = unlearner.forget(np.int64(4))
+    assert record.rows_removed == 1 and np.array_equal(unlearner.y, np.delete(y, 4))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_compaction_keeps_positions_and_the_model(sparse: bool) -> None:
+    unlearner, X, y = _ridge(sparse=sparse)
+    record = unlearner.forget(np.arange(0, 50, 2))  # half the rows: no compaction yet
+    assert "compacted" not in record.detail
+    record = unlearner.forget([0])  # now fewer than half are alive
+    assert record.detail["compacted"] is True
+    assert unlearner._X_all.shape[0] == 24 == unlearner.n_rows
+    remaining = np.arange(1, 50, 2)[1:]
+    dense = unlearner.X.toarray() if sparse else unlearner.X
+    assert np.array_equal(dense, X[remaining]) and np.array_equal(unlearner.y, y[remaining])
+    reference = Ridge(solver="cholesky").fit(X[remaining], y[remaining])
+    np.testing.assert_allclose(unlearner.model.coef_, reference.coef_, rtol=1e-10)
+    unlearner.forget([3])
+    np.testing.assert_allclose(
+        unlearner.model.coef_,
+        Ridge(solver="cholesky")
+        .fit(np.delete(X[remaining], 3, 0), np.delete(y[remaining], 3))
+        .coef_,
+        rtol=1e-10,
+    )
+
+
+def test_records_are_kept_in_history_and_serialisable() -> None:
+    unlearner, _, _ = _ridge()
+    first = unlearner.forget([1, 2])
+    second = unlearner.forget([])
+    assert unlearner.history == [first, second]
+    meta = first.as_metadata()
+    assert meta["component"] == "model:Ridge" and meta["strategy"] == "exact"
+    assert meta["detail"]["rows_remaining"] == 48 and meta["seconds"] >= 0
+    assert "Ridge strategy='exact', 48 rows" in repr(unlearner)
+
+
+def test_an_update_that_fails_leaves_the_rows_in_place() -> None:
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    y = np.array([0, 1, 1, 0])
+    unlearner = fit_for_forgetting(MultinomialNB(class_prior=[0.5, 0.5]), X, y)
+    with pytest.raises(UnlearningError, match=r"class\(es\) 0, but MultinomialNB"):
+        unlearner.forget([0, 3])
+    assert unlearner.n_rows == 4 and np.array_equal(unlearner.y, y)
+    assert unlearner.model.classes_.tolist() == [0, 1]
+
+
+def test_as_training_data_validates_shapes() -> None:
+    X, y = as_training_data(sp.coo_matrix(np.eye(3)), [1, 2, 3])
+    assert sp.isspmatrix_csr(X) and X.dtype == np.float64 and y.tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        as_training_data(np.ones(3), [1, 2, 3])
+    with pytest.raises(ValueError, match=r"one entry per row of X \(3 rows\), got shape \(2,\)"):
+        as_training_data(np.ones((3, 2)), [1, 2])
+    with pytest.raises(ValueError, match="no rows"):
+        as_training_data(np.ones((0, 2)), [])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("intercept", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shifted", [False, True])
+def test_weighted_gram_matches_the_definition(
+    sparse: bool, intercept: bool, weighted: bool, shifted: bool
+) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 5)) * (rng.random((40, 5)) < 0.5)
+    w = rng.random(40) if weighted else None
+    shift = rng.normal(size=5) if shifted else None
+    A = X - (shift if shifted else 0.0)
+    if intercept:
+        A = np.hstack([A, np.ones((40, 1))])
+    expected = A.T @ (A * (w if weighted else np.ones(40))[:, None])
+    got = weighted_gram(sp.csr_matrix(X) if sparse else X, w, intercept=intercept, shift=shift)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert got.flags.c_contiguous
+
+
+def test_add_product_updates_in_place() -> None:
+    rng = np.random.default_rng(2)
+    target = rng.normal(size=(6, 6))
+    left, right = rng.normal(size=(6, 2)), rng.normal(size=(2, 6))
+    expected = target + 0.5 * left @ right
+    view = target
+    add_product(target, left, right, 0.5)
+    assert view is target
+    np.testing.assert_allclose(target, expected, rtol=1e-14)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        add_product(np.asfortranarray(target), left, right, 1.0)
+
+
+def test_parameter_helpers() -> None:
+    model = Ridge().fit(np.eye(3), [1.0, 2.0, 3.0])
+    params = numeric_parameters(model)
+    assert set(params) == {"coef_", "intercept_"}  # plain ints (n_features_in_) are metadata
+    assert max_abs_difference(params, params) == 0.0
+    assert max_abs_difference({"a": np.ones(2)}, {"a": np.ones(3)}) == float("inf")
+    assert np.isnan(max_abs_difference({"a": np.ones(2)}, {"b": np.ones(2)}))
