@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "ArtifactError",
+    "ArtifactIntegrityError",
+    "ArtifactNotFoundError",
     "DecrementalError",
     "DuplicateKeyError",
     "DuplicateRowError",
@@ -24,6 +27,7 @@ __all__ = [
     "UnknownKeyError",
     "UnknownSourceError",
     "UnlearningError",
+    "UnstorableError",
     "UnsupportedOperationError",
     "preview",
 ]
@@ -120,3 +124,21 @@ class DecrementalError(LesterError, ValueError):
     were never fitted, or a state that a refit on the remaining rows would reject. The fitted
     transformer and its statistics are left as they were.
     """
+
+
+class ArtifactError(LesterError, OSError):
+    """A stored artifact that cannot be written or read (wrong kind, unknown format, I/O)."""
+
+
+class ArtifactNotFoundError(ArtifactError, FileNotFoundError):
+    """No artifact (no committed manifest) at the given path."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """A stored file whose checksum or size differs from its manifest: it was changed or
+    damaged after it was written. Nothing is loaded; rematerialise the artifact."""
+
+
+class UnstorableError(LesterError, ValueError):
+    """Data the store cannot write as given (a reserved column name, a column of mixed types,
+    metadata that is not JSON); the message says what to change."""

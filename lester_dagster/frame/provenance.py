@@ -135,6 +135,10 @@ class Prov:
             if len(ids) != width:
                 raise ValueError(f"provenance of {source!r} has {len(ids)} entries, not {width}")
 
+    def __reduce__(self) -> tuple[type[Prov], tuple[int, dict[str, Ids], Index | None]]:
+        """Pickle support (a mappingproxy does not pickle): rebuilt through the constructor."""
+        return (Prov, (self.n, dict(self.keys), self.offsets))
+
     # -- construction --------------------------------------------------------------------------
     @classmethod
     def of_source(cls, source: str, ids: Ids) -> Prov:

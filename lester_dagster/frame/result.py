@@ -13,7 +13,7 @@ from lester_dagster.frame.engine import KEY_HASH_COLUMN, SourceTable
 from lester_dagster.frame.plan import ColumnRef, Schema
 from lester_dagster.frame.provenance import Ids, Prov, hash_keys
 
-__all__ = ["Lineage", "Result"]
+__all__ = ["Lineage", "Result", "ids_for_keys", "keys_for_ids"]
 
 
 class Result:
@@ -50,6 +50,74 @@ def _sorted(keys: list[Any]) -> list[Any]:
         return keys
 
 
+def ids_for_keys(
+    source: str, index: pd.DataFrame, keys: Iterable[Any], *, strict: bool = True
+) -> Ids:
+    """Key ids of ``keys`` of ``source`` given its key index (:attr:`SourceTable.keys`).
+
+    Keys are the source's key values (a scalar for a one-column key, a tuple for several, the
+    hex content hash for a source read without ``key=``); they are cast to the index's column
+    types and hashed as the engine hashes them. Keys not in ``index`` raise
+    :class:`UnknownKeyError` if ``strict``, else they are dropped.
+    """
+    wanted = list(keys)
+    if not wanted:
+        return np.zeros(0, dtype=np.uint64)
+    key_columns = list(index.columns)
+    if key_columns == [KEY_HASH_COLUMN]:
+        try:
+            ids = np.array([int(str(k), 16) for k in wanted], dtype=np.uint64)
+        except ValueError as exc:
+            raise UnknownKeyError(
+                f"source {source!r} is keyed by content hash; pass 16-digit hex keys "
+                f"(see lineage.backward), got {preview(wanted, 3)}"
+            ) from exc
+    else:
+        rows = [k if isinstance(k, tuple) else (k,) for k in wanted]
+        bad = [k for k in rows if len(k) != len(key_columns)]
+        if bad:
+            raise UnknownKeyError(
+                f"source {source!r} has key columns {key_columns}; each key needs "
+                f"{len(key_columns)} value(s), got {preview(bad, 3)}"
+            )
+        given = pd.DataFrame(rows, columns=key_columns)
+        try:
+            frame = given.astype(index.dtypes.to_dict())
+        except (ValueError, TypeError) as exc:
+            raise UnknownKeyError(
+                f"keys {preview(wanted, 3)} do not match the types of {source!r}'s key "
+                f"columns {index.dtypes.astype(str).to_dict()}"
+            ) from exc
+        # the cast to an int column must not truncate: 2.5 is not the key 2
+        for name in key_columns:
+            if pd.api.types.is_integer_dtype(frame[name].dtype):
+                numbers = pd.to_numeric(given[name], errors="coerce")
+                lossy = numbers.notna() & (numbers != frame[name])
+                if lossy.any():
+                    raise UnknownKeyError(
+                        f"source {source!r} has integer key column {name!r}; "
+                        f"{preview(given[name][lossy].tolist(), 3)} is not a whole number"
+                    )
+        ids = hash_keys(frame, key_columns)
+    known = np.isin(ids, index.index.to_numpy(dtype=np.uint64))
+    if strict and not known.all():
+        missing = [k for k, ok in zip(wanted, known) if not ok]
+        examples = keys_for_ids(index, index.index.to_numpy(dtype=np.uint64)[:3])
+        raise UnknownKeyError(
+            f"source {source!r} has no record with key {preview(missing, 5)}; "
+            f"its keys look like {preview(examples, 3)}"
+        )
+    return ids[known]
+
+
+def keys_for_ids(index: pd.DataFrame, ids: Sequence[int] | Ids) -> list[Any]:
+    """The source keys of key ids (in the same order) from a key index."""
+    rows = index.loc[np.asarray(ids, dtype=np.uint64)]
+    if len(index.columns) == 1:
+        return [v.item() if hasattr(v, "item") else v for v in rows.iloc[:, 0].tolist()]
+    return [tuple(r) for r in rows.itertuples(index=False, name=None)]
+
+
 class Lineage:
     """Lineage queries on a :class:`Result`.
 
@@ -73,63 +141,11 @@ class Lineage:
     # -- keys <-> ids --------------------------------------------------------------------------
     def key_ids(self, source: str, keys: Iterable[Any], *, strict: bool = True) -> Ids:
         """Key ids of ``keys`` of ``source``; unknown keys raise (or are dropped if not strict)."""
-        table = self._table(source)
-        wanted = list(keys)
-        if not wanted:
-            return np.zeros(0, dtype=np.uint64)
-        key_columns = list(table.keys.columns)
-        if key_columns == [KEY_HASH_COLUMN]:
-            try:
-                ids = np.array([int(str(k), 16) for k in wanted], dtype=np.uint64)
-            except ValueError as exc:
-                raise UnknownKeyError(
-                    f"source {source!r} is keyed by content hash; pass 16-digit hex keys "
-                    f"(see lineage.backward), got {preview(wanted, 3)}"
-                ) from exc
-        else:
-            rows = [k if isinstance(k, tuple) else (k,) for k in wanted]
-            bad = [k for k in rows if len(k) != len(key_columns)]
-            if bad:
-                raise UnknownKeyError(
-                    f"source {source!r} has key columns {key_columns}; each key needs "
-                    f"{len(key_columns)} value(s), got {preview(bad, 3)}"
-                )
-            given = pd.DataFrame(rows, columns=key_columns)
-            try:
-                frame = given.astype(table.keys.dtypes.to_dict())
-            except (ValueError, TypeError) as exc:
-                raise UnknownKeyError(
-                    f"keys {preview(wanted, 3)} do not match the types of {source!r}'s key "
-                    f"columns {table.keys.dtypes.astype(str).to_dict()}"
-                ) from exc
-            # the cast to an int column must not truncate: 2.5 is not the key 2
-            for name in key_columns:
-                if pd.api.types.is_integer_dtype(frame[name].dtype):
-                    numbers = pd.to_numeric(given[name], errors="coerce")
-                    lossy = numbers.notna() & (numbers != frame[name])
-                    if lossy.any():
-                        raise UnknownKeyError(
-                            f"source {source!r} has integer key column {name!r}; "
-                            f"{preview(given[name][lossy].tolist(), 3)} is not a whole number"
-                        )
-            ids = hash_keys(frame, key_columns)
-        known = np.isin(ids, table.keys.index.to_numpy(dtype=np.uint64))
-        if strict and not known.all():
-            missing = [k for k, ok in zip(wanted, known) if not ok]
-            examples = self.keys_of(source, table.keys.index.to_numpy(dtype=np.uint64)[:3])
-            raise UnknownKeyError(
-                f"source {source!r} has no record with key {preview(missing, 5)}; "
-                f"its keys look like {preview(examples, 3)}"
-            )
-        return ids[known]
+        return ids_for_keys(source, self._table(source).keys, keys, strict=strict)
 
     def keys_of(self, source: str, ids: Sequence[int] | Ids) -> list[Any]:
         """The source keys of key ids, in the same order."""
-        table = self._table(source).keys
-        rows = table.loc[np.asarray(ids, dtype=np.uint64)]
-        if len(table.columns) == 1:
-            return [v.item() if hasattr(v, "item") else v for v in rows.iloc[:, 0].tolist()]
-        return [tuple(r) for r in rows.itertuples(index=False, name=None)]
+        return keys_for_ids(self._table(source).keys, ids)
 
     # -- the three queries ---------------------------------------------------------------------
     def backward(self, row: int) -> dict[str, list[Any]]:

@@ -1,0 +1,70 @@
+"""The artifact store: atomic, checksummed files for frames, X, y and models, with provenance.
+
+* :mod:`~lester_dagster.store.atomic`: atomic single-file writes and atomically published file
+  sets (version directories + ``manifest.json`` as the commit point), on local disks and UPath
+  filesystems (object stores);
+* :mod:`~lester_dagster.store.artifacts`: ``save_*`` / ``load_*`` for frames (Parquet with
+  provenance columns), labels, feature matrices (.npy / .npz) and objects (joblib);
+* :mod:`~lester_dagster.store.manifest`: the manifest (kind, rows, sources, checksums,
+  metadata) and verified reads.
+
+No Dagster here: the IO manager in ``lester_dagster.orchestration`` builds on this.
+"""
+
+from __future__ import annotations
+
+from lester_dagster.store.artifacts import (
+    Stored,
+    StoredFrame,
+    StoredLabels,
+    StoredMatrix,
+    StoredObject,
+    has_artifact,
+    load_artifact,
+    load_frame,
+    load_labels,
+    load_matrix,
+    load_object,
+    save_frame,
+    save_labels,
+    save_matrix,
+    save_object,
+    save_result,
+)
+from lester_dagster.store.atomic import (
+    StorePath,
+    atomic_write,
+    atomic_write_bytes,
+    clean_temp_files,
+    collect_garbage,
+)
+from lester_dagster.store.keys import KeyResolver
+from lester_dagster.store.manifest import Manifest, read_manifest, verify
+
+__all__ = [
+    "KeyResolver",
+    "Manifest",
+    "StorePath",
+    "Stored",
+    "StoredFrame",
+    "StoredLabels",
+    "StoredMatrix",
+    "StoredObject",
+    "atomic_write",
+    "atomic_write_bytes",
+    "clean_temp_files",
+    "collect_garbage",
+    "has_artifact",
+    "load_artifact",
+    "load_frame",
+    "load_labels",
+    "load_matrix",
+    "load_object",
+    "read_manifest",
+    "save_frame",
+    "save_labels",
+    "save_matrix",
+    "save_object",
+    "save_result",
+    "verify",
+]

@@ -1,0 +1,123 @@
+"""Source key indexes stored with artifacts, and key resolution on loaded artifacts.
+
+A source's key index (:attr:`lester_dagster.frame.engine.SourceTable.keys`) maps each key id
+(uint64) to the record's key values. An artifact stores, per source its rows derive from, one
+Parquet file with the key columns plus ``__lester_key_id__`` (uint64). By default only the keys
+that the artifact's provenance mentions are stored ("referenced"), so a partition's files grow
+with the partition, not with the source; ``"all"`` stores the whole index.
+
+:class:`KeyResolver` turns those indexes back into the two lookups lineage needs:
+source keys -> key ids (the ``resolve`` of a loaded :class:`FeatureMatrix`) and key ids ->
+source keys. Key ids are hashes of the key values, so keys resolve without a full index; a key
+missing from a referenced index is simply not in this artifact (dropped unless ``strict``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lester_dagster.errors import ArtifactError, UnknownSourceError, UnstorableError
+from lester_dagster.frame import Prov
+from lester_dagster.frame.engine import SourceTable
+from lester_dagster.frame.provenance import Ids
+from lester_dagster.frame.result import ids_for_keys, keys_for_ids
+from lester_dagster.store.tables import table_of_frame
+
+__all__ = [
+    "KEY_ID",
+    "KeyIndexMode",
+    "KeyResolver",
+    "Sources",
+    "key_index_of_table",
+    "key_index_table",
+    "key_indexes_to_store",
+]
+
+KEY_ID = "__lester_key_id__"
+KeyIndexMode: TypeAlias = Literal["referenced", "all"]
+Sources: TypeAlias = Mapping[str, SourceTable | pd.DataFrame]
+"""Per source, its :class:`SourceTable` (as in ``Result.sources``) or just its key index."""
+
+
+def _index_of(source: str, table: SourceTable | pd.DataFrame) -> pd.DataFrame:
+    index = table.keys if isinstance(table, SourceTable) else table
+    if not isinstance(index, pd.DataFrame):
+        raise UnstorableError(
+            f"the key index of source {source!r} must be a DataFrame indexed by key id (a "
+            f"SourceTable's .keys), got {type(index).__name__}"
+        )
+    if index.index.dtype != np.uint64:
+        raise UnstorableError(
+            f"the key index of source {source!r} must be indexed by uint64 key ids, got an index "
+            f"of dtype {index.index.dtype}; pass Result.sources or SourceTable.keys"
+        )
+    return index
+
+
+def key_indexes_to_store(
+    prov: Prov, sources: Sources | None, mode: KeyIndexMode = "referenced"
+) -> dict[str, pd.DataFrame]:
+    """The key indexes to store with an artifact of provenance ``prov``: one per source that
+    ``prov`` mentions and ``sources`` describes, restricted to the mentioned keys unless
+    ``mode='all'``."""
+    if mode not in ("referenced", "all"):
+        raise UnstorableError(f"key_index must be 'referenced' or 'all', got {mode!r}")
+    out: dict[str, pd.DataFrame] = {}
+    for source in prov.sources:
+        if sources is None or source not in sources:
+            continue
+        index = _index_of(source, sources[source])
+        if mode == "referenced":
+            wanted = np.unique(prov.keys[source])
+            index = index[np.isin(index.index.to_numpy(dtype=np.uint64), wanted)]
+        out[source] = index
+    return out
+
+
+def key_index_table(index: pd.DataFrame) -> pa.Table:
+    """A key index as an Arrow table: its key columns plus ``__lester_key_id__``."""
+    flat = index.reset_index(drop=True)
+    table = table_of_frame(flat)
+    ids = pa.array(index.index.to_numpy(dtype=np.uint64), pa.uint64())
+    return table.append_column(KEY_ID, ids)
+
+
+def key_index_of_table(table: pa.Table, where: str) -> pd.DataFrame:
+    """The key index stored by :func:`key_index_table` (indexed by ``key_id``, uint64)."""
+    if KEY_ID not in table.column_names:
+        raise ArtifactError(f"{where} holds no {KEY_ID!r} column; it is not a key index")
+    ids = table.column(KEY_ID).to_numpy(zero_copy_only=False).astype(np.uint64)
+    frame: pd.DataFrame = table.drop_columns([KEY_ID]).to_pandas()
+    return frame.set_axis(pd.Index(ids, dtype=np.uint64, name="key_id"), axis=0)
+
+
+class KeyResolver:
+    """Source keys <-> key ids from stored key indexes (callable as a ``KeyResolver`` of
+    :class:`~lester_dagster.features.FeatureMatrix`)."""
+
+    def __init__(self, indexes: Mapping[str, pd.DataFrame]) -> None:
+        self.indexes = dict(indexes)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.indexes)
+
+    def _index(self, source: str) -> pd.DataFrame:
+        try:
+            return self.indexes[source]
+        except KeyError:
+            raise UnknownSourceError(source, self.indexes) from None
+
+    def __call__(self, source: str, keys: Iterable[Any], *, strict: bool = False) -> Ids:
+        """Key ids of ``keys`` of ``source`` that this artifact holds (all of them, and unknown
+        ones raise, if ``strict``)."""
+        return ids_for_keys(source, self._index(source), keys, strict=strict)
+
+    def keys_of(self, source: str, ids: Sequence[int] | Ids) -> list[Any]:
+        """The source keys of key ids (in the same order); unknown ids raise ``KeyError``."""
+        return keys_for_ids(self._index(source), ids)
