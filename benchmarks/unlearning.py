@@ -18,8 +18,13 @@ Medians of ``--repeat`` repetitions, with BLAS / OpenMP pinned to one thread (th
 on a 2-core machine, competing thread pools make timings swing by 20x (ANCHORS.md).
 
     python benchmarks/unlearning.py [--sizes 10000 100000 1000000] [--d 1000] [--quick]
+    python benchmarks/unlearning.py --affine [--sizes 1000000] [--d 1000]
 
-Writes benchmarks/results/unlearning.csv and .md. Targets (issue 4): forgetting 1 record
+Writes benchmarks/results/unlearning.csv and .md. With ``--affine`` it writes a separate table
+(``unlearning_affine.csv`` / ``.md``) instead: :meth:`Unlearner.affine_columns` on one dense
+column (a scale / mean change of ~1-5%, what a StandardScaler refit after a deletion does to its
+output), for Ridge and for LogisticRegression with and without the residual check, against the
+same refit baseline. Targets (issue 4): forgetting 1 record
 <= 10 ms for the exact families and the logistic Newton step at 1M rows; 100 records <= 60 ms.
 """
 
@@ -153,6 +158,80 @@ def bench_size(n: int, d: int, repeat: int, refit_repeat: int) -> list[dict[str,
     return results
 
 
+def bench_affine(n: int, d: int, repeat: int, refit_repeat: int) -> list[dict[str, Any]]:
+    """``affine_columns`` on one dense column, per family (see the module docstring)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X, labels, target = make_data(n, d)
+    rng = np.random.default_rng(2)
+    print(f"\n## affine_columns, n = {n:,} rows, d = {X.shape[1]}", flush=True)
+    results: list[dict[str, Any]] = []
+    families: list[tuple[str, Any, np.ndarray, Callable[[], Unlearner], bool | None]] = [
+        ("Ridge", Ridge(), target, lambda: LinearUnlearner.fit(Ridge(), X, target), None),
+        ("LogisticRegression", LogisticRegression(), labels,
+         lambda: LogisticUnlearner.fit(LogisticRegression(), X, labels), False),
+    ]  # fmt: skip
+    for name, estimator, y, build, _ in families:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refit = _median_seconds(lambda e=estimator, y=y: e.fit(X, y), refit_repeat)  # type: ignore[misc]
+        started = time.perf_counter()
+        unlearner = build()
+        setup = time.perf_counter() - started
+        variants: list[tuple[str, bool | None]] = [("", None)]
+        if name == "LogisticRegression":
+            variants = [(" newton", False), (" newton+check", True)]
+        for suffix, check in variants:
+            if check is not None:
+                unlearner.residual_check = check  # type: ignore[attr-defined]
+            times, strategies, hessians = [], set(), 0
+            for _ in range(repeat):
+                column = int(rng.integers(0, DENSE_COLUMNS))
+                scale, shift = rng.uniform(0.95, 1.05), rng.uniform(-0.05, 0.05)
+                record = unlearner.affine_columns([column], scale, shift)
+                times.append(record.seconds)
+                strategies.add(record.strategy)
+                hessians += int(record.detail.get("hessians_recomputed", 0))
+                hessians += int(bool(record.detail.get("hessian_recomputed")))
+            seconds = statistics.median(times)
+            row = {
+                "n": n,
+                "d": X.shape[1],
+                "family": name + suffix,
+                "affine_ms": seconds * 1e3,
+                "refit_s": refit,
+                "speedup": refit / seconds,
+                "setup_s": setup,
+                "hessians_recomputed": hessians,
+                "strategy": "/".join(sorted(strategies)),
+            }
+            results.append(row)
+            print(
+                f"{row['family']:<32} affine 1 column: {row['affine_ms']:8.2f} ms   "
+                f"refit {refit:8.2f} s   x{row['speedup']:>9,.0f}   ({row['strategy']}, "
+                f"{hessians} Hessians recomputed)",
+                flush=True,
+            )
+    return results
+
+
+def affine_markdown(results: list[dict[str, Any]], note: str) -> str:
+    lines = [
+        note,
+        "",
+        "| n | d | family | affine_columns, 1 column (ms) | full refit (s) | speedup | "
+        "Hessians recomputed | strategy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results:
+        lines.append(
+            f"| {row['n']:,} | {row['d']} | {row['family']} | {row['affine_ms']:.2f} | "
+            f"{row['refit_s']:.2f} | {row['speedup']:,.0f}x | {row['hessians_recomputed']} | "
+            f"{row['strategy']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(results: list[dict[str, Any]], note: str) -> str:
     lines = [
         note,
@@ -182,23 +261,30 @@ def main() -> None:
     parser.add_argument("--refit-repeat", type=int, default=3, help="refit repetitions")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--affine", action="store_true", help="time affine_columns instead (separate table)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.d, args.repeat, args.refit_repeat = [5_000, 20_000], 300, 3, 1
     note = (
         f"Threads: BLAS/OpenMP pinned to 1 (threadpoolctl). Machine: {platform.machine()}, "
-        f"Python {platform.python_version()}. Medians of {args.repeat} forget() calls and "
+        f"Python {platform.python_version()}. Medians of {args.repeat} "
+        f"{'affine_columns()' if args.affine else 'forget()'} calls and "
         f"{args.refit_repeat} refits; refit = scikit-learn fit with default parameters."
     )
     print(note)
     results: list[dict[str, Any]] = []
+    bench = bench_affine if args.affine else bench_size
     with threadpool_limits(limits=1):
         for n in args.sizes:
-            results.extend(bench_size(n, args.d, args.repeat, args.refit_repeat))
-    table = to_markdown(results, note)
+            results.extend(bench(n, args.d, args.repeat, args.refit_repeat))
+    table = (affine_markdown if args.affine else to_markdown)(results, note)
     print("\n" + table)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "unlearning_quick" if args.quick else "unlearning"
+    if args.affine:
+        stem += "_affine"
     with open(args.out / f"{stem}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(results[0]))
         writer.writeheader()

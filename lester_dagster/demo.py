@@ -1,8 +1,9 @@
 """``lester-dagster demo``: the running example end to end, with a lineage trace.
 
-For now (the frame issue) the demo generates the data, runs the preparation with provenance and
-traces one customer: which prepared rows it reaches and which source columns feed each output
-column. Later issues add features, model, Dagster assets and forgetting.
+The demo generates the data, runs the preparation with provenance, traces one customer (which
+prepared rows it reaches, which source columns feed each output column), trains the model,
+forgets the customer through IVM and checks the result against a full recompute without it.
+Later issues move this onto Dagster assets with a deletion ledger and sensor.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from lester_dagster.examples.complaints import prepare
+import pandas as pd
+
+from lester_dagster.examples.complaints import LABEL_INPUTS, feature_encoding, label, model, prepare
 from lester_dagster.examples.complaints_data import write_complaints
-from lester_dagster.frame import Result
+from lester_dagster.features.matrix import encode_labels, fit_encode
+from lester_dagster.frame import Result, execute
+from lester_dagster.ivm.oracle import compare_with_recompute
+from lester_dagster.ivm.training import TrainingState
 
 __all__ = ["pick_customer", "run_demo", "trace_lines"]
 
@@ -59,7 +65,8 @@ def run_demo(home: Path, *, customers: int, seed: int, out: TextIO) -> int:
 
     started = time.perf_counter()
     prepared = prepare(customers_csv, mails_csv)
-    result = prepared.execute()
+    train_frame, _ = prepared.split(by="customers", test_fraction=0.2, seed=seed)
+    result, train = execute(prepared, train_frame)
     took = time.perf_counter() - started
     sizes = ", ".join(f"{name} {table.rows:,}" for name, table in result.sources.items())
     print(f"  prepared {len(result):,} rows from {sizes} records in {took:.2f} s", file=out)
@@ -67,7 +74,7 @@ def run_demo(home: Path, *, customers: int, seed: int, out: TextIO) -> int:
     for line in prepared.explain().splitlines():
         print("  " + line, file=out)
 
-    customer = pick_customer(result)
+    customer = pick_customer(train)
     print("\nlineage trace:", file=out)
     for line in trace_lines(result, "customers", customer):
         print("  " + line, file=out)
@@ -80,4 +87,51 @@ def run_demo(home: Path, *, customers: int, seed: int, out: TextIO) -> int:
     ok = reached == from_customer and len(reached) > 0
     print(f"\nlineage check (forward == backward for customer {customer}): "
           f"{'ok' if ok else 'FAILED'}", file=out)  # fmt: skip
+    ok = _forget(train, customer, customers_csv, mails_csv, Path(home), seed, out) and ok
+    print(f"\nverification: {'ok' if ok else 'FAILED'}", file=out)
     return 0 if ok else 1
+
+
+def _retrain_seconds(train: Result) -> float:
+    started = time.perf_counter()
+    _, features = fit_encode(feature_encoding(), train)
+    model().fit(features.X, encode_labels(label, train).y)
+    return time.perf_counter() - started
+
+
+def _forget(
+    train: Result, customer: int, customers_csv: Path, mails_csv: Path, home: Path, seed: int,
+    out: TextIO,
+) -> bool:  # fmt: skip
+    """Train, forget ``customer`` through IVM, and compare with a recompute without it."""
+    print(f"\ntraining on {len(train):,} rows (80% split by customer key) ...", file=out)
+    state = TrainingState.fit(train, feature_encoding(), label, model(), label_inputs=LABEL_INPUTS)
+    retrain = _retrain_seconds(train)
+    old = {k: v.copy() for k, v in state.unlearner.parameters(state.model).items()}
+    update = state.forget("customers", [customer])
+    print(f"forgot customer {customer}: {update.rows_removed} training row(s) in "
+          f"{update.seconds * 1000:.1f} ms (retraining takes {retrain * 1000:.0f} ms, "
+          f"{retrain / update.seconds:,.0f}x)", file=out)  # fmt: skip
+    for record in update.records:
+        print(f"  {record.component:<32} {record.strategy:<14} {record.seconds * 1000:7.2f} ms",
+              file=out)  # fmt: skip
+    recompute_dir = home / "recompute"
+    recompute_dir.mkdir(parents=True, exist_ok=True)
+    customers = pd.read_csv(customers_csv)
+    customers[customers["customer_id"] != customer].to_csv(
+        recompute_dir / "customers.csv", index=False
+    )
+    recomputed_frame, _ = prepare(recompute_dir / "customers.csv", mails_csv).split(
+        by="customers", test_fraction=0.2, seed=seed
+    )
+    report = compare_with_recompute(
+        state, recomputed_frame.execute(), feature_encoding(), old_parameters=old
+    )
+    print("against a full recompute without the customer:", file=out)
+    for line in report.lines():
+        print("  " + line, file=out)
+    gone = not state.frame["customer_id"].eq(customer).any() and not len(
+        state.rows_of("customers", [customer])
+    )
+    print(f"  customer {customer} left in the training data: {'no' if gone else 'YES'}", file=out)
+    return report.ok and gone

@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lester_dagster.errors import PlanError, UnknownColumnError
-from lester_dagster.frame import ColumnRef, Prov, Result
+from lester_dagster.frame import ColumnRef, KeyResolver, Prov, Result
 
 __all__ = [
     "Block",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 Matrix: TypeAlias = Any  # a dense numpy float64 array or a scipy.sparse CSR matrix (untyped)
-KeyResolver = Callable[[str, Iterable[Any]], npt.NDArray[np.uint64]]
+ResolveKeys = Callable[[str, Iterable[Any]], npt.NDArray[np.uint64]]
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,8 @@ class FeatureMatrix:
     X: Matrix
     prov: Prov
     blocks: tuple[Block, ...]
-    resolve: KeyResolver  # source keys -> key ids (the prepared result's lineage.key_ids)
+    # source keys -> key ids: a picklable KeyResolver over the prepared result's key indexes
+    resolve: ResolveKeys
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -184,7 +185,7 @@ def fit_encode(ct: Any, data: Result) -> tuple[Any, FeatureMatrix]:
     frame = data.to_pandas()
     _check_columns(ct, list(frame.columns))
     X = _as_matrix(ct.fit_transform(frame), frame)
-    return ct, FeatureMatrix(X, data.prov, _blocks(ct, data), data.lineage.key_ids)
+    return ct, FeatureMatrix(X, data.prov, _blocks(ct, data), KeyResolver.of_result(data))
 
 
 def encode(ct: Any, data: Result) -> FeatureMatrix:
@@ -197,7 +198,7 @@ def encode(ct: Any, data: Result) -> FeatureMatrix:
     frame = data.to_pandas()
     _check_columns(ct, list(frame.columns))
     X = _as_matrix(ct.transform(frame), frame)
-    return FeatureMatrix(X, data.prov, _blocks(ct, data), data.lineage.key_ids)
+    return FeatureMatrix(X, data.prov, _blocks(ct, data), KeyResolver.of_result(data))
 
 
 @dataclass(frozen=True, eq=False)

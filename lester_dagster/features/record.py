@@ -13,7 +13,14 @@ from typing import Any, Literal
 __all__ = ["STRATEGIES", "Strategy", "UpdateRecord"]
 
 Strategy = Literal["exact", "stateless", "newton", "newton+refine", "refit", "unchanged"]
-STRATEGIES: tuple[str, ...] = ("exact", "stateless", "newton", "newton+refine", "refit", "unchanged")
+STRATEGIES: tuple[str, ...] = (
+    "exact",
+    "stateless",
+    "newton",
+    "newton+refine",
+    "refit",
+    "unchanged",
+)
 
 
 @dataclass(frozen=True)

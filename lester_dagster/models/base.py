@@ -10,10 +10,28 @@ live rows maps current positions to original ones (a copy of the matrix at every
 cost more than the model update itself). Once more than half of the stored rows are dead the
 matrix is compacted, so that removal pays one copy of the remaining rows.
 
-Subclasses (one per model family) implement :meth:`Unlearner._update` and say which strategy
-they use; the rest (validation, timing, tombstones, ``check=True``) lives here. Helpers shared by
-the families (dense copies of a few rows, weighted Gram matrices, parameter distances) are at the
-bottom of this module.
+**Changed training data.** When upstream encoders update their fitted state (a scaler's mean
+moved after a deletion, a vocabulary lost a word), the columns of the *remaining* rows change too,
+and a recompute would refit the model on the new matrix. :meth:`Unlearner.update` absorbs such a
+change: the current rows now read ``X_new`` / ``y_new`` (same rows, same order); ``old_columns``
+says which new columns are old columns unchanged except in ``changed_rows``, and which are new
+(``-1``). :meth:`Unlearner.affine_columns` is the fast path for ``X[:, j] -> scale_j X[:, j] +
+shift_j`` (what a StandardScaler / MinMaxScaler change does to its output columns). Both leave
+the model equal to a refit on the new data (exact families) or as close as ``forget`` does
+(logistic regression), and return an :class:`UpdateRecord`.
+
+After :meth:`Unlearner.affine_columns` the stored matrix may be an :class:`AffineColumns`: the
+previous matrix plus a per-column scale and offset, so that the change costs ``O(d)`` instead of
+rewriting ``X`` (for a sparse matrix, a shift would turn every implicit zero of the column into a
+stored value). Families read stored rows through :func:`dense_rows`, :func:`product`,
+:func:`transposed_product` and :func:`weighted_gram`, which understand it; :attr:`Unlearner.X`
+materialises it (``O(nnz + n * shifted columns)``).
+
+Subclasses (one per model family) implement :meth:`Unlearner._update` (rows removed) and
+:meth:`Unlearner._replace` (data changed), optionally :meth:`Unlearner._affine`, and say which
+strategy they use; the rest (validation, timing, tombstones, ``check=True``) lives here. Helpers
+shared by the families (dense copies of a few rows, weighted Gram matrices, low-rank inverse
+updates, parameter distances) are at the bottom of this module.
 """
 
 from __future__ import annotations
@@ -32,17 +50,24 @@ from lester_dagster.errors import DuplicateRowError, RowPositionError, Unlearnin
 from lester_dagster.features.record import Strategy, UpdateRecord
 
 __all__ = [
+    "AffineColumns",
     "FloatArray",
     "IntArray",
     "Matrix",
+    "StoredRows",
     "Unlearner",
     "UpdateOutcome",
     "add_product",
     "as_training_data",
+    "column_map",
     "dense_rows",
+    "low_rank_factors",
     "max_abs_difference",
     "numeric_parameters",
+    "product",
+    "subset_rows",
     "take_rows",
+    "transposed_product",
     "weighted_gram",
 ]
 
@@ -62,6 +87,65 @@ class UpdateOutcome:
     changed: bool = True
     residual_grad_norm: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """The training data as it was before :meth:`Unlearner.update` replaced it: families read
+    the old version of changed rows from here (``positions`` are current row positions)."""
+
+    X_all: Matrix
+    y_all: npt.NDArray[Any]
+    alive: IntArray
+    alive_mask: npt.NDArray[np.bool_]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_all.shape[1])
+
+    def original(self, positions: IntArray) -> IntArray:
+        """Indices into ``X_all`` / ``y_all`` of the rows at ``positions``."""
+        return self.alive[positions]
+
+    def dense_rows(self, positions: IntArray) -> FloatArray:
+        return dense_rows(self.X_all, self.alive[positions])
+
+    def rows(self, positions: IntArray) -> Matrix:
+        """The old rows at ``positions`` (CSR or ndarray, materialised)."""
+        return take_rows(self.X_all, self.alive[positions])
+
+    def y(self, positions: IntArray) -> npt.NDArray[Any]:
+        return self.y_all[self.alive[positions]]
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Validated ``old_columns`` of :meth:`Unlearner.update` (see :func:`column_map`)."""
+
+    old_columns: IntArray  # per new column: its old index, or -1
+    n_old: int
+    kept_new: IntArray  # new indices of the columns that keep their values
+    kept_old: IntArray  # ... and their old indices
+    fresh: IntArray  # new indices of the columns marked -1
+    dropped: IntArray  # old indices that no new column maps to
+
+    @property
+    def n_new(self) -> int:
+        return int(self.old_columns.size)
+
+    @property
+    def identity(self) -> bool:
+        """Whether every column is the old column at the same index."""
+        return self.n_new == self.n_old and bool(
+            np.array_equal(self.old_columns, np.arange(self.n_old))
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_new,
+            "columns_new": int(self.fresh.size),
+            "columns_dropped": int(self.dropped.size),
+        }
 
 
 class Unlearner(ABC):
@@ -147,9 +231,7 @@ class Unlearner(ABC):
         """
         positions = self._positions(rows)
         if positions.size == 0:
-            record = UpdateRecord(self.component, "unchanged", 0.0, 0, changed=False)
-            self.history.append(record)
-            return record
+            return self._unchanged()
         if positions.size == self.n_rows:
             raise UnlearningError(
                 f"cannot remove all {self.n_rows} remaining training rows of "
@@ -171,10 +253,138 @@ class Unlearner(ABC):
         if self._alive.size * 2 < self._X_all.shape[0]:
             self.compact()
             outcome.detail["compacted"] = True
+        return self._record(outcome, started, int(positions.size), check)
+
+    def compact(self) -> None:
+        """Drop the dead rows from the stored matrix (positions do not change)."""
+        if self._alive.size == self._X_all.shape[0]:
+            return
+        self._subset_rows(self._alive)
+        self._X_all = subset_rows(self._X_all, self._alive)
+        self._y_all = self._y_all[self._alive]
+        self._alive = np.arange(self._X_all.shape[0], dtype=np.intp)
+        self._alive_mask = np.ones(self._X_all.shape[0], dtype=bool)
+
+    # -- changed training data ----------------------------------------------------------------
+    def update(
+        self,
+        X_new: Any,
+        y_new: npt.ArrayLike,
+        *,
+        changed_rows: npt.ArrayLike,
+        old_columns: npt.ArrayLike,
+        check: bool = False,
+    ) -> UpdateRecord:
+        """The current training rows now read ``X_new`` / ``y_new``; update ``model`` to match.
+
+        ``X_new`` has one row per current row, in the same order (remove rows with
+        :meth:`forget` first). ``old_columns[j]`` is the old index of new column ``j``, or
+        ``-1`` when column ``j`` is new or its values may have changed in every row. Columns with
+        an old index keep their values except in the rows ``changed_rows`` (current positions),
+        whose whole row and target may differ; outside them ``y_new`` must equal the current
+        targets. Old columns that no new column maps to are dropped, so the number of columns
+        may change. This contract is trusted where checking it would cost a pass over ``X``
+        (unchanged columns are not compared); ``y_new`` is compared.
+
+        Afterwards the stored matrix and targets are ``X_new`` / ``y_new`` (the tombstones of
+        earlier removals are gone) and ``model`` equals a refit on them as :meth:`forget`
+        guarantees for the family. With ``check=True`` the distance to a fresh fit is measured
+        as in :meth:`forget`. Bad shapes, positions or column maps raise
+        :class:`UnlearningError` / :class:`RowPositionError` / :class:`DuplicateRowError`; in
+        every error case the model and its statistics are unchanged.
+        """
+        started = time.perf_counter()
+        X_arr, y_arr, changed, columns = self._validate_update(
+            X_new, y_new, changed_rows, old_columns
+        )
+        return self._apply_update(X_arr, y_arr, changed, columns, started, check=check)
+
+    def affine_columns(
+        self,
+        columns: npt.ArrayLike,
+        scale: npt.ArrayLike,
+        shift: npt.ArrayLike,
+        *,
+        check: bool = False,
+    ) -> UpdateRecord:
+        """Every current row's ``X[:, j]`` becomes ``scale_j * X[:, j] + shift_j`` for ``j`` in
+        ``columns`` (what a StandardScaler / MinMaxScaler change does to its output columns);
+        update ``model`` to match.
+
+        ``scale`` / ``shift``: scalars or one value per column (finite). Families with a fast
+        path (Ridge / LinearRegression, LogisticRegression with an intercept, GaussianNB) update
+        their statistics in ``O(d^2)`` or less, independent of the number of rows, and keep the
+        stored matrix as an :class:`AffineColumns` (no copy of ``X``); the others, and a zero
+        ``scale``, go through :meth:`update` with the columns marked new (``detail['via']``).
+        """
+        started = time.perf_counter()
+        cols, a, b = self._validate_affine(columns, scale, shift)
+        moved = (a != 1.0) | (b != 0.0)
+        cols, a, b = cols[moved], a[moved], b[moved]
+        if cols.size == 0:
+            return self._unchanged()
+        outcome: UpdateOutcome | None = None
+        if np.all(a != 0.0):
+            before = self._X_all
+            self._X_all = AffineColumns.apply(before, cols, a, b)
+            try:
+                outcome = self._affine(cols, a, b)
+            except BaseException:
+                self._X_all = before
+                raise
+            if outcome is None:
+                self._X_all = before
+        if outcome is None:
+            d = int(self._X_all.shape[1])
+            X_new = AffineColumns.apply(self.X, cols, a, b).materialize()
+            old = np.arange(d, dtype=np.intp)
+            old[cols] = -1
+            record = self._apply_update(
+                X_new,
+                self.y,
+                np.zeros(0, dtype=np.intp),
+                column_map(old, d, d),
+                started,
+                check=check,
+                extra={"via": "update (no affine fast path for this model)"},
+            )
+            return record
+        outcome.detail.setdefault("columns", int(cols.size))
+        return self._record(outcome, started, 0, check)
+
+    def _apply_update(
+        self,
+        X_new: Matrix,
+        y_new: npt.NDArray[Any],
+        changed: IntArray,
+        columns: ColumnMap,
+        started: float,
+        *,
+        check: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> UpdateRecord:
+        if changed.size == 0 and columns.identity:
+            return self._unchanged()  # by the contract, X_new / y_new equal the current data
+        old = StoredRows(self._X_all, self._y_all, self._alive, self._alive_mask)
+        self._X_all, self._y_all = X_new, y_new
+        self._alive = np.arange(X_new.shape[0], dtype=np.intp)
+        self._alive_mask = np.ones(X_new.shape[0], dtype=bool)
+        try:
+            outcome = self._replace(old, changed, columns)
+        except BaseException:
+            self._X_all, self._y_all = old.X_all, old.y_all
+            self._alive, self._alive_mask = old.alive, old.alive_mask
+            raise
+        outcome.detail.update(columns.describe(), rows_changed=int(changed.size), **(extra or {}))
+        return self._record(outcome, started, 0, check)
+
+    def _record(
+        self, outcome: UpdateOutcome, started: float, removed: int, check: bool
+    ) -> UpdateRecord:
         seconds = time.perf_counter() - started
-        distance = None
         detail = dict(outcome.detail)
         detail["rows_remaining"] = self.n_rows
+        distance = None
         if check:
             check_started = time.perf_counter()
             distance = max_abs_difference(
@@ -185,7 +395,7 @@ class Unlearner(ABC):
             self.component,
             outcome.strategy,
             seconds,
-            int(positions.size),
+            removed,
             changed=outcome.changed,
             residual_grad_norm=outcome.residual_grad_norm,
             distance_to_refit=distance,
@@ -194,15 +404,89 @@ class Unlearner(ABC):
         self.history.append(record)
         return record
 
-    def compact(self) -> None:
-        """Drop the dead rows from the stored matrix (positions do not change)."""
-        if self._alive.size == self._X_all.shape[0]:
-            return
-        self._subset_rows(self._alive)
-        self._X_all = take_rows(self._X_all, self._alive)
-        self._y_all = self._y_all[self._alive]
-        self._alive = np.arange(self._X_all.shape[0], dtype=np.intp)
-        self._alive_mask = np.ones(self._X_all.shape[0], dtype=bool)
+    def _unchanged(self) -> UpdateRecord:
+        record = UpdateRecord(self.component, "unchanged", 0.0, 0, changed=False)
+        self.history.append(record)
+        return record
+
+    def _validate_update(
+        self, X_new: Any, y_new: Any, changed_rows: npt.ArrayLike, old_columns: npt.ArrayLike
+    ) -> tuple[Matrix, npt.NDArray[Any], IntArray, ColumnMap]:
+        try:
+            X, y = as_training_data(X_new, y_new)
+        except ValueError as exc:
+            raise UnlearningError(f"update(): {exc}") from exc
+        n, d_old = self.n_rows, int(self._X_all.shape[1])
+        if X.shape[0] != n:
+            raise UnlearningError(
+                f"update(): X_new has {X.shape[0]} rows, the current training matrix {n}; "
+                "X_new must hold the current rows in the same order (remove rows with forget() "
+                "first, then pass the remaining rows' new values)"
+            )
+        if X.shape[1] == 0:
+            raise UnlearningError("update(): X_new has no columns; a model needs features")
+        current = self.y
+        if y.shape[1:] != current.shape[1:]:
+            raise UnlearningError(
+                f"update(): y_new has shape {y.shape}, the current targets {current.shape}"
+            )
+        columns = column_map(old_columns, d_old, int(X.shape[1]))
+        changed = self._positions(changed_rows)
+        other = np.ones(n, dtype=bool)
+        other[changed] = False
+        differs = np.flatnonzero(other & _differs(current, y))
+        if differs.size:
+            raise UnlearningError(
+                f"update(): y_new differs from the current targets in rows "
+                f"{preview(differs.tolist())}, which are not in changed_rows; list every row "
+                "whose target (or unchanged-column value) changed in changed_rows"
+            )
+        _check_finite(X, changed, columns.fresh)
+        return X, y, changed, columns
+
+    def _validate_affine(
+        self, columns: npt.ArrayLike, scale: npt.ArrayLike, shift: npt.ArrayLike
+    ) -> tuple[IntArray, FloatArray, FloatArray]:
+        d = int(self._X_all.shape[1])
+        cols = np.atleast_1d(np.asarray(columns))
+        if cols.ndim != 1 or (
+            cols.size and (cols.dtype == bool or not np.issubdtype(cols.dtype, np.integer))
+        ):
+            raise UnlearningError(
+                f"affine_columns(): columns must be a 1-D sequence of column indices, got "
+                f"{preview(np.ravel(cols).tolist())} (dtype {cols.dtype})"
+            )
+        cols = cols.astype(np.intp)
+        bad = cols[(cols < 0) | (cols >= d)]
+        if bad.size:
+            raise UnlearningError(
+                f"affine_columns(): column indices out of range for {d} columns (valid: "
+                f"0..{d - 1}): {preview(bad.tolist())}"
+            )
+        ordered = np.sort(cols)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if repeated.size:
+            raise UnlearningError(
+                f"affine_columns(): columns given more than once: "
+                f"{preview(np.unique(repeated).tolist())}; compose the maps first or call twice"
+            )
+        values = []
+        for name, raw in (("scale", scale), ("shift", shift)):
+            arr = np.asarray(raw)
+            if not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
+                raise UnlearningError(f"affine_columns(): {name} must be numeric, got {arr!r}")
+            arr = np.asarray(arr, dtype=np.float64)
+            if arr.ndim == 0:
+                arr = np.full(cols.size, float(arr))
+            if arr.shape != cols.shape:
+                raise UnlearningError(
+                    f"affine_columns(): {name} must be a scalar or one value per column "
+                    f"({cols.size}), got shape {arr.shape}"
+                )
+            if not np.all(np.isfinite(arr)):
+                raise UnlearningError(f"affine_columns(): {name} must be finite, got {arr}")
+            values.append(arr)
+        return cols, values[0], values[1]
 
     # -- what a family provides ---------------------------------------------------------------
     @abstractmethod
@@ -218,6 +502,24 @@ class Unlearner(ABC):
 
     def _subset_rows(self, keep: IntArray) -> None:  # noqa: B027 - optional hook
         """Called by :meth:`compact` before the stored rows are reduced to ``keep``."""
+
+    @abstractmethod
+    def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:
+        """Update ``model`` after the training data changed (see :meth:`update`).
+
+        ``self._X_all`` / ``self._y_all`` already hold the new data (all rows alive); ``old``
+        holds the previous data, ``changed`` the current positions of the changed rows and
+        ``columns`` the validated column map. Must not leave partial changes behind when it
+        raises (the base class restores the stored data).
+        """
+
+    def _affine(
+        self, columns: IntArray, scale: FloatArray, shift: FloatArray
+    ) -> UpdateOutcome | None:
+        """Absorb ``X[:, columns] -> scale * X[:, columns] + shift`` (``scale`` nonzero);
+        ``self._X_all`` already is the transformed :class:`AffineColumns`. Return ``None`` to
+        fall back to :meth:`update` (nothing may have changed then)."""
+        return None
 
     def reference_fit(self) -> Any:
         """A fresh model fitted on the current rows, as ``check=True`` compares against."""
@@ -296,17 +598,179 @@ def as_training_data(X: Any, y: Any) -> tuple[Matrix, npt.NDArray[Any]]:
     return X, y_arr
 
 
+class AffineColumns:
+    """A stored training matrix kept as ``base * scale + offset`` column by column.
+
+    :meth:`Unlearner.affine_columns` wraps the stored matrix in one instead of rewriting it:
+    the change costs ``O(d)``, and a sparse ``base`` stays sparse (a shift would make every
+    implicit zero of the column a stored value). Products, Gram matrices and row copies are
+    computed from ``base`` algebraically (:func:`product`, :func:`transposed_product`,
+    :func:`weighted_gram`, :func:`dense_rows`); :meth:`materialize` builds the matrix itself
+    (``O(nnz + n * shifted columns)`` for CSR: shifted columns become dense there). ``scale``
+    is nonzero (a zero scale goes through :meth:`Unlearner.update`).
+    """
+
+    def __init__(self, base: Matrix, scale: FloatArray, offset: FloatArray) -> None:
+        self.base = base
+        self.scale = scale
+        self.offset = offset
+        self.shape: tuple[int, int] = (int(base.shape[0]), int(base.shape[1]))
+        self.ndim = 2
+
+    def __repr__(self) -> str:
+        moved = np.flatnonzero((self.scale != 1.0) | (self.offset != 0.0))
+        return f"<AffineColumns {self.shape} of {type(self.base).__name__}, columns {moved}>"
+
+    @classmethod
+    def apply(
+        cls, X: Matrix, columns: IntArray, scale: FloatArray, shift: FloatArray
+    ) -> AffineColumns:
+        """``X`` with ``X[:, columns] -> scale * X[:, columns] + shift`` (composed with the
+        maps ``X`` already carries; the base matrix is shared, not copied)."""
+        if isinstance(X, AffineColumns):
+            base, a, b = X.base, X.scale.copy(), X.offset.copy()
+        else:
+            base, a, b = X, np.ones(X.shape[1]), np.zeros(X.shape[1])
+        a[columns] *= scale
+        b[columns] = b[columns] * scale + shift
+        return cls(base, a, b)
+
+    def subset(self, rows: IntArray) -> AffineColumns:
+        """The rows ``rows``, still as a base matrix (copied rows) with the same maps."""
+        return AffineColumns(self.base[rows], self.scale, self.offset)
+
+    def materialize(self, rows: IntArray | None = None) -> Matrix:
+        """The matrix (or its rows ``rows``) as a CSR matrix or C-ordered ndarray."""
+        base = self.base if rows is None else self.base[rows]
+        if not sp.issparse(base):
+            return np.ascontiguousarray(base * self.scale + self.offset)
+        out = sp.csr_matrix(base, dtype=np.float64, copy=True)
+        out.data *= self.scale[out.indices]
+        shifted = np.flatnonzero(self.offset)
+        if shifted.size:
+            m, k = out.shape[0], shifted.size
+            extra = sp.csr_matrix(
+                (np.tile(self.offset[shifted], m), np.tile(shifted, m), np.arange(m + 1) * k),
+                shape=out.shape,
+            )
+            out = sp.csr_matrix(out + extra)
+        return out
+
+    def dense(self, rows: IntArray) -> FloatArray:
+        return dense_rows(self.base, rows) * self.scale + self.offset
+
+
+def subset_rows(X: Matrix, rows: IntArray) -> Matrix:
+    """The rows ``rows`` of a stored matrix, keeping an :class:`AffineColumns` lazy."""
+    if isinstance(X, AffineColumns):
+        return X.subset(rows)
+    return X[rows]
+
+
 def take_rows(X: Matrix, rows: IntArray) -> Matrix:
-    """The rows ``rows`` of ``X`` (same kind: CSR or ndarray), as a new matrix."""
+    """The rows ``rows`` of ``X`` (same kind: CSR or ndarray), as a new matrix; an
+    :class:`AffineColumns` is materialised."""
+    if isinstance(X, AffineColumns):
+        return X.materialize(rows)
     return X[rows]
 
 
 def dense_rows(X: Matrix, rows: IntArray) -> FloatArray:
     """The rows ``rows`` of ``X`` as a dense (len(rows), n_features) float64 array."""
+    if isinstance(X, AffineColumns):
+        return X.dense(rows)
     part = X[rows]
     if sp.issparse(part):
         return np.asarray(part.toarray(), dtype=np.float64)
     return np.asarray(part, dtype=np.float64)
+
+
+def product(X: Matrix, M: FloatArray) -> FloatArray:
+    """``X @ M`` as an ndarray, for ``M`` of shape ``(d,)`` or ``(d, m)``."""
+    if isinstance(X, AffineColumns):
+        scale = X.scale if M.ndim == 1 else X.scale[:, None]
+        return np.asarray(X.base @ (M * scale), dtype=np.float64) + X.offset @ M
+    return np.asarray(X @ M, dtype=np.float64)
+
+
+def transposed_product(X: Matrix, R: FloatArray) -> FloatArray:
+    """``X^T @ R`` as an ndarray, for ``R`` of shape ``(n,)`` or ``(n, m)``."""
+    if isinstance(X, AffineColumns):
+        out = np.asarray(X.base.T @ R, dtype=np.float64)
+        if R.ndim == 1:
+            return out * X.scale + X.offset * float(R.sum())
+        return out * X.scale[:, None] + np.outer(X.offset, R.sum(axis=0))
+    return np.asarray(X.T @ R, dtype=np.float64)
+
+
+def column_map(old_columns: npt.ArrayLike, n_old: int, n_new: int) -> ColumnMap:
+    """Validate ``old_columns`` (one old index or ``-1`` per new column; no old index twice)."""
+    arr = np.asarray(old_columns)
+    if arr.ndim != 1 or arr.size != n_new:
+        raise UnlearningError(
+            f"update(): old_columns must give one entry per column of X_new ({n_new}), got "
+            f"shape {arr.shape}; use -1 for a new column"
+        )
+    if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer)):
+        raise UnlearningError(
+            f"update(): old_columns must be integers (old column index or -1), got dtype "
+            f"{arr.dtype} ({preview(arr.tolist())})"
+        )
+    arr = arr.astype(np.intp)
+    bad = np.flatnonzero((arr < -1) | (arr >= n_old))
+    if bad.size:
+        raise UnlearningError(
+            f"update(): old_columns out of range at new column(s) {preview(bad.tolist())} "
+            f"(values {preview(arr[bad].tolist())}); valid: -1 (new column) or 0..{n_old - 1}"
+        )
+    kept = arr >= 0
+    kept_old = arr[kept]
+    ordered = np.sort(kept_old)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size:
+        raise UnlearningError(
+            f"update(): old column(s) {preview(np.unique(repeated).tolist())} mapped to more "
+            "than one new column; a copy of a column is a new column: mark it -1"
+        )
+    return ColumnMap(
+        old_columns=arr,
+        n_old=n_old,
+        kept_new=np.flatnonzero(kept).astype(np.intp),
+        kept_old=kept_old,
+        fresh=np.flatnonzero(~kept).astype(np.intp),
+        dropped=np.setdiff1d(np.arange(n_old, dtype=np.intp), kept_old),
+    )
+
+
+def _differs(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Per row, whether ``a`` and ``b`` differ (NaN equals NaN)."""
+    try:
+        different = np.asarray(np.not_equal(a, b), dtype=bool)
+    except TypeError:  # e.g. strings against numbers: every row differs
+        return np.ones(a.shape[0], dtype=bool)
+    if different.shape != a.shape:
+        return np.ones(a.shape[0], dtype=bool)
+    if np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating):
+        different = np.logical_and(different, np.logical_not(np.isnan(a) & np.isnan(b)))
+    if different.ndim > 1:
+        return np.asarray(different.reshape(different.shape[0], -1).any(axis=1), dtype=bool)
+    return np.asarray(different, dtype=bool)
+
+
+def _check_finite(X: Matrix, rows: IntArray, columns: IntArray) -> None:
+    """The parts of ``X_new`` that :meth:`Unlearner.update` reads as new must be finite."""
+    parts = []
+    if rows.size:
+        parts.append(X[rows])
+    if columns.size:
+        parts.append(X[:, columns])
+    for part in parts:
+        values = part.data if sp.issparse(part) else part
+        if not np.all(np.isfinite(values)):
+            raise UnlearningError(
+                "update(): X_new has NaN or infinite values in its changed rows or new "
+                "columns; scikit-learn's fit rejects them (impute or drop them upstream)"
+            )
 
 
 def weighted_gram(
@@ -320,8 +784,19 @@ def weighted_gram(
 
     ``weights=None`` means all ones. For dense ``X`` the shift is applied to the data (chunks of
     rows, so memory stays bounded); for sparse ``X`` it is applied algebraically to
-    ``X^T W X`` (keeping ``X`` sparse).
+    ``X^T W X`` (keeping ``X`` sparse). An :class:`AffineColumns` ``B * s + o`` is handled as
+    ``A = (B - (shift - o) / s) diag(s)``.
     """
+    if isinstance(X, AffineColumns):
+        moved = (X.offset if shift is None else X.offset - shift) != 0.0
+        base_shift = ((shift if shift is not None else 0.0) - X.offset) / X.scale
+        G = weighted_gram(
+            X.base, weights, intercept=intercept, shift=base_shift if moved.any() else None
+        )
+        scale = np.append(X.scale, 1.0) if intercept else X.scale
+        G *= scale[:, None]
+        G *= scale[None, :]
+        return G
     n, d = X.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     if sp.issparse(X):
@@ -366,6 +841,31 @@ def add_product(target: FloatArray, left: FloatArray, right: FloatArray, alpha: 
     )  # fmt: skip
     if not np.shares_memory(out, target):  # pragma: no cover - BLAS made a copy
         target[...] = out.T
+
+
+def low_rank_factors(
+    inverse: FloatArray | None,
+    U: FloatArray,
+    C_inverse: FloatArray,
+    *,
+    Z: FloatArray | None = None,
+) -> tuple[FloatArray, FloatArray] | None:
+    """``Z, M`` with ``(A + U C U^T)^{-1} = A^{-1} - Z @ M`` (Woodbury), from ``A^{-1}``
+    (``inverse``; or ``Z = A^{-1} U`` given directly), ``U`` (``p x r``) and ``C^{-1}``
+    (``r x r``, symmetric, may be indefinite: updates and downdates at once). ``None`` when the
+    capacitance matrix ``C^{-1} + U^T A^{-1} U`` is (numerically) singular: recompute the
+    inverse instead."""
+    import scipy.linalg as la
+
+    if Z is None:
+        assert inverse is not None
+        Z = inverse @ U
+    capacitance = C_inverse + U.T @ Z
+    capacitance = (capacitance + capacitance.T) / 2
+    if not np.all(np.isfinite(capacitance)) or np.linalg.cond(capacitance) > 1e12:
+        return None
+    M = la.solve(capacitance, Z.T, assume_a="sym", check_finite=False)
+    return Z, np.asarray(M, dtype=np.float64)
 
 
 def numeric_parameters(model: Any) -> dict[str, FloatArray]:

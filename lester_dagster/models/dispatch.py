@@ -23,6 +23,25 @@ ensembles, MLPs, pipelines, other configs)
 
 For family options (e.g. ``LogisticUnlearner.fit(..., residual_check=False)`` or
 ``RefitUnlearner.fit(..., warm_start=True)``) call the family's ``fit`` directly.
+
+When upstream encoders change the remaining rows' columns, ``unlearner.update(X_new, y_new,
+changed_rows=..., old_columns=...)`` and ``unlearner.affine_columns(columns, scale, shift)``
+keep the model equal to a refit on the new data:
+
+==========================  ===============================  ==================================
+family                      update()                         affine_columns()
+==========================  ===============================  ==================================
+Ridge, LinearRegression     exact: Gram pieces + Woodbury    exact, O(d^2 k), rows not read
+                            (re-inversion if cheaper)
+LogisticRegression          newton(+refine): rows only: one  intercept: reparametrised, Newton
+                            Woodbury swap; columns changed:  step for the penalty change, no
+                            Hessian recomputed (O(n P^2))    Hessian; else via update()
+MultinomialNB, ComplementNB exact: counts of changed rows    via update() (columns recounted)
+BernoulliNB                 and new columns
+GaussianNB                  exact: recount (a fit)           exact, O(classes k)
+neighbours                  exact: index rebuilt             via update()
+RefitUnlearner              refit                            via update()
+==========================  ===============================  ==================================
 """
 
 from __future__ import annotations

@@ -37,6 +37,28 @@ With ``residual_check=False`` step 4 is skipped: the update costs ``O(P^2 k)`` o
 record's ``residual_grad_norm`` is ``None``, and the stored gradient is taken as zero (the
 Newton step's first-order prediction).
 
+**Changed data** (:meth:`~LogisticUnlearner.update`). If only rows changed (the columns map to
+themselves), the changed rows' old gradient and Hessian terms are replaced by their new ones at
+the current ``W`` (one symmetric Woodbury update of ``H^{-1}``, rank 2 per changed row and
+output), then the Newton step and residual check as above. If columns changed, the margins of
+every row change, and with them the Hessian: the current parameters are mapped to the new
+columns (0 for new columns, dropped columns leave), then damped Newton iterations run to
+``tol`` with the Hessian recomputed at the start and again at the final point (so the stored
+``H^{-1}`` is valid for later removals): ``O(n P^2)`` per Hessian, counted in the record's
+detail (``hessians_computed``, ``hessian_seconds``). A change of the classes present in
+``y_new`` refits (tightly, then polishes; strategy ``refit``).
+
+**Affine column changes** (:meth:`~LogisticUnlearner.affine_columns`, with an intercept): for
+``x_j -> s_j x_j + t_j`` the reparametrisation ``w'_j = w_j / s_j``, ``b' = b - sum_j t_j w'_j``
+leaves every margin, hence the data loss, unchanged; only the penalty changes (``w_j^2`` becomes
+``s_j^2 w'_j^2`` in the new variables). The change of variables ``theta' = T theta`` is applied
+to the gradient (``T^{-T}``) and to ``H^{-1}`` (``T H^{-1} T^T``, ``O(P k)`` on a copy), the
+penalty change ``diag(lambda (1 - s_j^2))`` (and, for multinomial models, the moved
+null-direction term) by a Woodbury update of rank ``k * outputs (+ 2)``; then the Newton step and
+the usual residual check / refinement. No Hessian is recomputed unless the refinement needs it
+(or the Woodbury capacitance is singular). Without an intercept the margins change;
+:meth:`~lester_dagster.models.base.Unlearner.affine_columns` then goes through ``update``.
+
 **Falls back to a recorded refit** when a class loses its last row (the model's classes change;
 with one class left scikit-learn cannot fit and :class:`UnlearningError` is raised instead).
 Configurations outside this objective (L1 / elastic-net, ``C=inf``, liblinear, which penalises
@@ -55,13 +77,17 @@ import numpy.typing as npt
 
 from lester_dagster.errors import UnlearningError, preview
 from lester_dagster.models.base import (
+    ColumnMap,
     FloatArray,
     IntArray,
     Matrix,
+    StoredRows,
     Unlearner,
     UpdateOutcome,
     add_product,
     dense_rows,
+    low_rank_factors,
+    subset_rows,
 )
 from lester_dagster.models.objective import LogisticObjective, newton_solve, woodbury_factors
 from lester_dagster.models.refit import fit_in_place
@@ -187,7 +213,7 @@ class LogisticUnlearner(Unlearner):
 
     def _subset_rows(self, keep: IntArray) -> None:
         self._labels = self._labels[keep]
-        self._objective.replace_rows(self._X_all[keep], self._labels)
+        self._objective.replace_rows(subset_rows(self._X_all, keep), self._labels)
 
     def _update(self, removed: IntArray) -> UpdateOutcome:
         left = self._counts - np.bincount(self._labels[removed], minlength=self._counts.size)
@@ -221,9 +247,11 @@ class LogisticUnlearner(Unlearner):
         inverse: FloatArray,
         detail: dict[str, Any],
         started: float,
+        objective: LogisticObjective | None = None,
     ) -> UpdateOutcome:
-        """The Newton step with the downdated ``inverse``, then the residual check/refinement."""
-        objective = self._objective
+        """The Newton step with the downdated ``inverse``, then the residual check/refinement;
+        ``objective`` (default: the current one) becomes the current one on success."""
+        objective = objective or self._objective
         W = W - objective.unflatten(inverse @ gradient.ravel())
         detail["newton_seconds"] = time.perf_counter() - started
         residual: float | None = None
@@ -249,6 +277,7 @@ class LogisticUnlearner(Unlearner):
             gradient = np.zeros_like(gradient)
             detail["residual_check"] = False
         self._W, self._gradient, self._inverse = W, gradient, inverse
+        self._objective, self._labels = objective, objective.labels
         objective.to_model(W, self.model)
         return UpdateOutcome(strategy, residual_grad_norm=residual, detail=detail)
 
@@ -267,6 +296,169 @@ class LogisticUnlearner(Unlearner):
                 "warm_start": False,
             },
         )
+
+    # -- changed data -------------------------------------------------------------------------
+    def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:
+        model = self.model
+        present = np.unique(self._y_all)
+        if present.size < 2:
+            raise UnlearningError(
+                f"y_new has only class {preview(present.tolist())}; LogisticRegression needs "
+                "at least two classes (scikit-learn's fit raises on such data)"
+            )
+        if present.size != model.classes_.size or not np.array_equal(present, model.classes_):
+            return self._refit_classes(present)
+        outputs = self._objective.outputs
+        size = outputs * (columns.n_new + int(model.fit_intercept))
+        if size > MAX_PARAMETERS:
+            raise UnlearningError(
+                f"after the update the model has {size} parameters > MAX_PARAMETERS "
+                f"({MAX_PARAMETERS}): its inverse Hessian is not kept; fit a new model with "
+                "fit_for_forgetting() (which refits such models)"
+            )
+        started = time.perf_counter()
+        labels = np.searchsorted(model.classes_, self._y_all).astype(np.intp)
+        objective = LogisticObjective(
+            self._X_all, labels, model.classes_.size, bool(model.fit_intercept), model.C
+        )
+        if columns.identity:
+            return self._replace_rows(old, changed, objective, started)
+        W_old, d_old, d_new = self._W, columns.n_old, columns.n_new
+        W = np.zeros((outputs, objective.width))
+        W[:, columns.kept_new] = W_old[:, columns.kept_old]
+        if model.fit_intercept:
+            W[:, d_new] = W_old[:, d_old]
+        mask = self._alive_mask
+        result = newton_solve(objective, W, mask, self.tol, final_hessian=True)
+        detail: dict[str, Any] = {
+            "newton_steps": result.iterations,
+            "hessians_computed": result.hessians,
+            "hessian_seconds": objective.hessian_seconds,
+            "residual_before": result.residual_before,
+            "reason": "columns changed: every margin moves, the Hessian is recomputed",
+        }
+        if result.residual > self.tol:
+            detail["converged"] = False
+        self._W, self._gradient, self._inverse = result.W, result.gradient, result.inverse
+        self._objective, self._labels = objective, labels
+        self._counts = np.bincount(labels, minlength=model.classes_.size)
+        objective.to_model(result.W, model)
+        model.n_features_in_ = d_new
+        model.__dict__.pop("feature_names_in_", None)
+        strategy: Any = "newton+refine" if result.iterations > 1 else "newton"
+        return UpdateOutcome(strategy, residual_grad_norm=result.residual, detail=detail)
+
+    def _replace_rows(
+        self, old: StoredRows, changed: IntArray, objective: LogisticObjective, started: float
+    ) -> UpdateOutcome:
+        """Only rows changed: swap their gradient and Hessian terms at the current ``W``."""
+        W = self._W
+        rows_old = old.dense_rows(changed)
+        labels_old = self._labels[old.original(changed)]
+        rows_new = dense_rows(self._X_all, changed)
+        labels_new = objective.labels[changed]
+        gradient = (
+            self._gradient
+            - objective.rows_gradient(rows_old, labels_old, W)
+            + objective.rows_gradient(rows_new, labels_new, W)
+        )
+        U_old = objective.hessian_factor(rows_old, W)
+        U_new = objective.hessian_factor(rows_new, W)
+        signs = np.concatenate([-np.ones(U_old.shape[1]), np.ones(U_new.shape[1])])
+        factors = low_rank_factors(self._inverse, np.hstack([U_old, U_new]), np.diag(signs))
+        detail: dict[str, Any] = {}
+        if factors is None:
+            inverse = objective.inverse_hessian(W, self._alive_mask)
+            detail["hessian_recomputed"] = True
+        else:
+            inverse = self._inverse
+            add_product(inverse, factors[0], factors[1], -1.0)
+        try:
+            outcome = self._step(W, gradient, inverse, detail, started, objective)
+        except BaseException:
+            if factors is not None:
+                add_product(self._inverse, factors[0], factors[1], 1.0)
+            raise
+        self._counts = np.bincount(objective.labels, minlength=self._counts.size)
+        return outcome
+
+    def _refit_classes(self, present: npt.NDArray[Any]) -> UpdateOutcome:
+        before = self.model.classes_
+        fit_in_place(self.model, self.X, self.y)
+        self._setup()
+        return UpdateOutcome(
+            "refit",
+            residual_grad_norm=self.adjustments["polish"]["residual_after"],
+            detail={
+                "reason": "the classes in y_new differ from the model's: refitted (tightly, "
+                "then polished)",
+                "classes_removed": [c for c in before.tolist() if c not in present.tolist()],
+                "classes_added": [c for c in present.tolist() if c not in before.tolist()],
+                "warm_start": False,
+            },
+        )
+
+    def _affine(
+        self, columns: IntArray, scale: FloatArray, shift: FloatArray
+    ) -> UpdateOutcome | None:
+        if not self.model.fit_intercept:
+            return None  # the margins change: no reparametrisation absorbs it
+        started = time.perf_counter()
+        objective, W = self._objective, self._W
+        d, width, outputs = objective.n_features, objective.width, objective.outputs
+        penalty = objective.penalty
+        # theta' = T theta: w'_j = w_j / s_j, b' = b - sum_j t_j w'_j (margins unchanged)
+        W_new = W.copy()
+        W_new[:, columns] = W[:, columns] / scale
+        W_new[:, d] = W[:, d] - W_new[:, columns] @ shift
+        # gradient: T^{-T} (data-loss gradient) + the new penalty's gradient
+        loss_gradient = self._gradient.copy()
+        loss_gradient[:, :d] -= penalty * W[:, :d]
+        gradient = loss_gradient.copy()
+        gradient[:, columns] = loss_gradient[:, columns] * scale + np.outer(
+            loss_gradient[:, d], shift
+        )
+        gradient[:, :d] += penalty * W_new[:, :d]
+        # H^{-1} -> T H^{-1} T^T (a copy: the stored one stays valid if anything fails)
+        inverse = self._inverse.copy()
+        g = -shift / scale
+        for o in range(outputs):
+            J, b = o * width + columns, o * width + d
+            inverse[b, :] += g @ inverse[J, :]
+            inverse[J, :] /= scale[:, None]
+            inverse[:, b] += inverse[:, J] @ g
+            inverse[:, J] /= scale[None, :]
+        # the penalty change diag(lambda (1 - s^2)) and, for multinomial models, the null
+        # direction term u u^T, which the change of variables moved to v v^T
+        c = penalty * (1.0 - scale * scale)
+        moved = np.flatnonzero(c != 0.0)
+        U = np.zeros((objective.size, outputs * moved.size))
+        C_inverse_diag = np.tile(1.0 / c[moved], outputs)
+        for o in range(outputs):
+            U[o * width + columns[moved], o * moved.size + np.arange(moved.size)] = 1.0
+        if outputs > 1:
+            u = np.zeros(objective.size)
+            u[np.arange(outputs) * width + d] = 1.0 / np.sqrt(outputs)
+            v = u.copy()
+            for o in range(outputs):
+                v[o * width + columns] = shift / np.sqrt(outputs)
+            U = np.hstack([U, v[:, None], u[:, None]])
+            C_inverse_diag = np.append(C_inverse_diag, [-1.0, 1.0])
+        detail: dict[str, Any] = {"woodbury_rank": int(U.shape[1])}
+        before = objective.X
+        objective.replace_rows(self._X_all, objective.labels)  # the transformed matrix
+        try:
+            if U.shape[1]:
+                factors = low_rank_factors(inverse, U, np.diag(C_inverse_diag))
+                if factors is None:
+                    inverse = objective.inverse_hessian(W_new, self._alive_mask)
+                    detail["hessian_recomputed"] = True
+                else:
+                    add_product(inverse, factors[0], factors[1], -1.0)
+            return self._step(W_new, gradient, inverse, detail, started)
+        except BaseException:
+            objective.replace_rows(before, objective.labels)
+            raise
 
     # -- checks -------------------------------------------------------------------------------
     def reference_fit(self) -> Any:

@@ -17,6 +17,18 @@ it under ``classes_removed``). A classifier left with one class keeps working, a
 naive Bayes does (it then always predicts that class). With explicit priors (``class_prior`` /
 ``priors``) a vanished class makes the priors inconsistent; scikit-learn's fit would raise, so
 the removal raises :class:`~lester_dagster.errors.UnlearningError` and nothing changes.
+
+**Changed data** (:meth:`~DiscreteNBUnlearner.update`, exact): for the discrete models the
+kept columns' feature counts lose the changed rows' old values and gain their new ones; new
+(``-1``) columns are counted from ``X_new`` (``O(nnz)`` per column). ``GaussianNB`` recounts
+its moments from ``X_new`` (``O(n d)``, i.e. a fit). If the classes present in ``y_new`` differ
+from the model's, both recount everything (a fit on the new data). Negative values in the new
+parts of ``X_new`` are rejected for ``MultinomialNB`` / ``ComplementNB`` as scikit-learn does.
+
+**Affine column changes**: ``GaussianNB`` is exact in ``O(classes * k)``: with the shifts moved
+to ``s c + t``, the centred sums scale by ``s`` and the squares by ``s^2`` (per class and over
+all rows, so ``epsilon_`` follows). The discrete models go through ``update`` (the columns are
+recounted; a shift that makes counts negative is an error for Multinomial / Complement NB).
 """
 
 from __future__ import annotations
@@ -30,17 +42,25 @@ import scipy.sparse as sp
 
 from lester_dagster.errors import UnlearningError, preview
 from lester_dagster.models.base import (
+    ColumnMap,
     FloatArray,
     IntArray,
     Matrix,
+    StoredRows,
     Unlearner,
     UpdateOutcome,
     dense_rows,
+    take_rows,
 )
+from lester_dagster.models.refit import fit_in_place
 
 __all__ = ["DiscreteNBUnlearner", "GaussianNBUnlearner"]
 
 _ALPHA_LOWER_BOUND = 1e-10  # scikit-learn's floor for alpha when force_alpha=False
+
+
+def _dense(value: Any) -> FloatArray:
+    return np.asarray(value.toarray() if sp.issparse(value) else value, dtype=np.float64)
 
 
 class _NaiveBayesUnlearner(Unlearner):
@@ -100,7 +120,7 @@ class DiscreteNBUnlearner(_NaiveBayesUnlearner):
         from sklearn.naive_bayes import BernoulliNB
 
         model = self.model
-        rows = self._X_all[removed]
+        rows = take_rows(self._X_all, removed)
         if type(model) is BernoulliNB and model.binarize is not None:
             from sklearn.preprocessing import binarize
 
@@ -130,6 +150,68 @@ class DiscreteNBUnlearner(_NaiveBayesUnlearner):
         for name, value in extra.items():
             setattr(model, name, value)
         return UpdateOutcome("exact", detail=detail)
+
+    def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:
+        from sklearn.naive_bayes import BernoulliNB
+
+        model = self.model
+        X, y = self._X_all, self._y_all
+        present = np.unique(y)
+        if present.size != model.classes_.size or not np.array_equal(present, model.classes_):
+            fit_in_place(model, X, y)
+            return UpdateOutcome(
+                "exact", detail={"method": "recount: the classes in y_new differ (a fit)"}
+            )
+        rows_new = X[changed]
+        fresh = X[:, columns.fresh]
+        if type(model) is not BernoulliNB:
+            for part in (rows_new, fresh):
+                values = part.data if sp.issparse(part) else part
+                if values.size and float(np.min(values)) < 0:
+                    raise UnlearningError(
+                        f"Negative values in data passed to {type(model).__name__} (the new "
+                        "rows or columns of X_new): scikit-learn's fit rejects them; this "
+                        "model needs counts or frequencies"
+                    )
+        rows_old = old.rows(changed)
+        if type(model) is BernoulliNB and model.binarize is not None:
+            from sklearn.preprocessing import binarize
+
+            rows_old, rows_new, fresh = (
+                binarize(m, threshold=model.binarize) if m.shape[0] and m.shape[1] else m
+                for m in (rows_old, rows_new, fresh)
+            )
+        n_classes = model.classes_.size
+        feature_count = np.zeros((n_classes, columns.n_new))
+        feature_count[:, columns.kept_new] = model.feature_count_[:, columns.kept_old]
+        class_count = np.asarray(model.class_count_, dtype=np.float64).copy()
+        for rows, labels, sign, cols in (
+            (rows_old, old.y(changed), -1.0, columns.kept_old),
+            (rows_new, y[changed], 1.0, columns.kept_new),
+        ):
+            if changed.size:
+                onehot = self._onehot(labels, n_classes)
+                feature_count[:, columns.kept_new] += sign * _dense((rows[:, cols]).T @ onehot).T
+                class_count += sign * onehot.sum(axis=0)
+        if columns.fresh.size:
+            onehot = self._onehot(y, n_classes)
+            feature_count[:, columns.fresh] = _dense(fresh.T @ onehot).T
+        flp, extra = self._feature_log_prob(feature_count, class_count)
+        model.class_count_, model.feature_count_ = class_count, feature_count
+        model.feature_log_prob_ = flp
+        model.class_log_prior_ = self._class_log_prior(class_count, n_classes)
+        for name, value in extra.items():
+            setattr(model, name, value)
+        if not columns.identity:
+            model.n_features_in_ = columns.n_new
+            model.__dict__.pop("feature_names_in_", None)
+        return UpdateOutcome("exact", detail={"method": "counts of changed rows / new columns"})
+
+    def _onehot(self, labels: npt.NDArray[Any], n_classes: int) -> FloatArray:
+        index = self._class_index(labels)
+        onehot = np.zeros((index.size, n_classes))
+        onehot[np.arange(index.size), index] = 1.0
+        return onehot
 
     def _alpha(self) -> Any:
         model = self.model
@@ -187,6 +269,11 @@ class GaussianNBUnlearner(_NaiveBayesUnlearner):
 
     def __init__(self, model: Any, X: Matrix, y: npt.NDArray[Any]) -> None:
         super().__init__(model, X, y)
+        self._count_moments(X, y)
+
+    def _count_moments(self, X: Matrix, y: npt.NDArray[Any]) -> None:
+        """Per-class and global centred sums and squares of ``X`` (shifts: the means)."""
+        model = self.model
         index = self._class_index(y)
         self._shift = np.array(model.theta_, dtype=np.float64)  # (classes, features)
         self._sum = np.zeros_like(self._shift)
@@ -236,6 +323,35 @@ class GaussianNBUnlearner(_NaiveBayesUnlearner):
         if model.priors is None:
             model.class_prior_ = counts / counts.sum()
         return UpdateOutcome("exact", detail=detail)
+
+    def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:
+        fit_in_place(self.model, self._X_all, self._y_all)
+        self._count_moments(self._X_all, self._y_all)
+        return UpdateOutcome("exact", detail={"method": "recount (a fit on X_new, O(n d))"})
+
+    def _affine(
+        self, columns: IntArray, scale: FloatArray, shift: FloatArray
+    ) -> UpdateOutcome | None:
+        model = self.model
+        # x' - (s c + t) = s (x - c): centred sums scale by s, squares by s^2
+        self._shift[:, columns] = self._shift[:, columns] * scale + shift
+        self._sum[:, columns] *= scale
+        self._squares[:, columns] *= scale * scale
+        self._global_shift[columns] = self._global_shift[columns] * scale + shift
+        self._global_sum[columns] *= scale
+        self._global_squares[columns] *= scale * scale
+        counts = np.asarray(model.class_count_, dtype=np.float64)
+        n = float(self.n_rows)
+        global_mean = self._global_sum / n
+        epsilon = model.var_smoothing * float(
+            np.max(np.maximum(self._global_squares / n - global_mean * global_mean, 0.0))
+        )
+        mean = self._sum / counts[:, None]
+        var = np.maximum(self._squares / counts[:, None] - mean * mean, 0.0)
+        model.theta_ = self._shift + mean
+        model.var_ = var + epsilon
+        model.epsilon_ = epsilon
+        return UpdateOutcome("exact", detail={"method": "moments rescaled"})
 
     def parameters(self, model: Any) -> dict[str, FloatArray]:
         names = ["class_count_", "class_prior_", "theta_", "var_", "epsilon_"]

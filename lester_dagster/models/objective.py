@@ -9,6 +9,7 @@ about unlearning; :mod:`lester_dagster.models.logistic` builds on it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,14 @@ import numpy as np
 import scipy.linalg as la
 from scipy.special import expit, logsumexp
 
-from lester_dagster.models.base import FloatArray, IntArray, Matrix, weighted_gram
+from lester_dagster.models.base import (
+    FloatArray,
+    IntArray,
+    Matrix,
+    product,
+    transposed_product,
+    weighted_gram,
+)
 
 __all__ = ["LogisticObjective", "NewtonResult", "newton_solve", "woodbury_factors"]
 
@@ -40,6 +48,8 @@ class LogisticObjective:
         self.width = self.n_features + int(fit_intercept)
         self.size = self.outputs * self.width
         self.penalty = 1.0 / float(C)
+        #: Time spent computing Hessians (full passes over X) since construction.
+        self.hessian_seconds = 0.0
 
     def replace_rows(self, X: Matrix, labels: IntArray) -> None:
         """Use another matrix (after compaction: the same live rows, fewer dead ones)."""
@@ -68,7 +78,7 @@ class LogisticObjective:
 
     # -- pieces -------------------------------------------------------------------------------
     def _raw(self, X: Matrix, W: FloatArray) -> FloatArray:
-        Z = np.asarray(X @ W[:, : self.n_features].T, dtype=np.float64)
+        Z = product(X, W[:, : self.n_features].T)
         if self.fit_intercept:
             Z = Z + W[:, self.n_features]
         return Z
@@ -105,7 +115,7 @@ class LogisticObjective:
         coef = W[:, : self.n_features]
         value = float(loss @ weights) + 0.5 * self.penalty * float(np.sum(coef * coef))
         G = np.empty_like(W)
-        G[:, : self.n_features] = np.asarray(self.X.T @ R).T + self.penalty * coef
+        G[:, : self.n_features] = transposed_product(self.X, R).T + self.penalty * coef
         if self.fit_intercept:
             G[:, self.n_features] = R.sum(axis=0)
         return value, G
@@ -140,8 +150,10 @@ class LogisticObjective:
         return H
 
     def inverse_hessian(self, W: FloatArray, mask: Any) -> FloatArray:
+        started = time.perf_counter()
         H = self.hessian(W, mask)
         inverse = la.cho_solve(la.cho_factor(H, lower=True), np.eye(H.shape[0]))
+        self.hessian_seconds += time.perf_counter() - started
         return np.asarray((inverse + inverse.T) / 2, dtype=np.float64)
 
     def hessian_factor(self, rows: FloatArray, W: FloatArray) -> FloatArray:

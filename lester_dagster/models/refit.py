@@ -19,6 +19,9 @@
     only *new* trees would be added, so they do not qualify and refit cold). Faster, but the
     result still depends on the removed rows through its starting point; the record says so.
 
+Both classes fit on ``X_new`` in :meth:`~lester_dagster.models.base.Unlearner.update`
+(``affine_columns`` goes through it); a warm refit needs an unchanged number of columns.
+
 In both classes the fit happens on a clone, whose state is swapped into ``model`` only when it
 succeeded: a refit that fails (e.g. ``LinearSVC`` left with one class) raises
 :class:`~lester_dagster.errors.UnlearningError` and leaves the model as it was.
@@ -34,7 +37,15 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from lester_dagster.errors import UnlearningError
-from lester_dagster.models.base import FloatArray, IntArray, Matrix, Unlearner, UpdateOutcome
+from lester_dagster.models.base import (
+    ColumnMap,
+    FloatArray,
+    IntArray,
+    Matrix,
+    StoredRows,
+    Unlearner,
+    UpdateOutcome,
+)
 
 __all__ = ["NeighborsUnlearner", "RefitUnlearner", "fit_in_place"]
 
@@ -117,6 +128,10 @@ class NeighborsUnlearner(Unlearner):
         fit_in_place(self.model, self.X, self.y)
         return UpdateOutcome("exact", detail={"index": str(self.model._fit_method)})
 
+    def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:
+        fit_in_place(self.model, self._X_all, self._y_all)
+        return UpdateOutcome("exact", detail={"index": str(self.model._fit_method)})
+
     def parameters(self, model: Any) -> dict[str, FloatArray]:
         """The stored training rows and their (encoded) targets: the whole fitted state."""
         fitted = model._fit_X
@@ -165,6 +180,12 @@ class RefitUnlearner(Unlearner):
         from sklearn.base import clone
 
         return cls(clone(estimator).fit(X, y), X, y, reason=reason, warm_start=warm_start)
+
+    def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:
+        # a warm start needs the same number of features
+        warm = self.warm_start and columns.n_new == columns.n_old
+        fit_in_place(self.model, self._X_all, self._y_all, warm=warm)
+        return UpdateOutcome("refit", detail={"reason": self.fallback_reason, "warm_start": warm})
 
     def _update(self, removed: IntArray) -> UpdateOutcome:
         fit_in_place(self.model, self.X, self.y, warm=self.warm_start)

@@ -1,0 +1,1 @@
+"""Incremental view maintenance: propagating deletions to every stored artifact."""

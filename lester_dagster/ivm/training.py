@@ -1,0 +1,381 @@
+"""The training side of a pipeline kept equal to a recompute while records are forgotten.
+
+:class:`TrainingState` holds the prepared training rows, the fitted ColumnTransformer with one
+decremental tracker per transformer, X (with provenance), y and the model's unlearner. Two
+kinds of change reach it, as in the paper:
+
+* **instance deletion** (:meth:`TrainingState.forget_rows` / :meth:`forget`): rows leave. Each
+  encoder downdates its statistics; where its fitted state changed (a mean, a vocabulary, an idf)
+  the block of X it produces is re-encoded for the remaining rows, exactly as a recompute would
+  encode them; the removed rows leave X and y; the model forgets them and absorbs the changed
+  columns.
+* **value deletion** (:meth:`TrainingState.replace_rows`): some rows' prepared values change
+  (e.g. a leaked subject became missing). Encoders reading those columns replace the old by the
+  new values in their statistics; the rows are re-encoded as a recompute would see them
+  (null / imputed, never zeros); the model absorbs the changed rows.
+
+Every step returns :class:`~lester_dagster.features.record.UpdateRecord` s, collected in a
+:class:`TrainingUpdate`. Rows are identified by position in the current training frame; the
+prepared rows' provenance (``prov``) maps source keys to positions.
+
+Limits (explicit errors): training rows that carry several provenance monomials (an aggregated
+preparation) need the frame-level IVM of the deletion issue; label functions must be row-wise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from lester_dagster.errors import PlanError, UnsupportedOperationError
+from lester_dagster.features.decremental import Decremental, track
+from lester_dagster.features.matrix import (
+    Block,
+    FeatureMatrix,
+    Matrix,
+    encode_labels,
+    fit_encode,
+    transformer_inputs,
+)
+from lester_dagster.features.record import UpdateRecord
+from lester_dagster.frame import Prov, Result
+from lester_dagster.models.base import Unlearner
+from lester_dagster.models.dispatch import fit_for_forgetting
+
+__all__ = ["TrainingState", "TrainingUpdate"]
+
+IntArray = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class TrainingUpdate:
+    """What one update did: the records of every component, and what changed in X."""
+
+    rows_removed: int
+    rows_replaced: int
+    records: tuple[UpdateRecord, ...]
+    reencoded_blocks: tuple[str, ...]
+    seconds: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def strategies(self) -> dict[str, str]:
+        return {r.component: r.strategy for r in self.records}
+
+
+def _inputs(frame: pd.DataFrame, spec: Any, names: tuple[str, ...]) -> Any:
+    """A transformer's input as ColumnTransformer passes it: a Series for a single column name
+    given as a string (text vectorisers), else a DataFrame."""
+    return frame[spec] if isinstance(spec, str) else frame[list(names)]
+
+
+def _affine(transformer: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """(a, b) with transform(x) = a * x + b per output column, for the fitted scalers whose
+    output is affine in their input; None for every other transformer."""
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
+
+    kind = type(transformer)
+    if kind is StandardScaler and hasattr(transformer, "n_features_in_"):
+        width = transformer.n_features_in_
+        scale = transformer.scale_ if transformer.scale_ is not None else np.ones(width)
+        mean = transformer.mean_ if transformer.mean_ is not None else np.zeros(width)
+        return 1.0 / scale, -np.asarray(mean) / scale
+    if kind is MinMaxScaler and hasattr(transformer, "scale_"):
+        if transformer.clip:
+            return None  # clipping makes it piecewise
+        return np.asarray(transformer.scale_), np.asarray(transformer.min_)
+    if kind is MaxAbsScaler and hasattr(transformer, "scale_"):
+        return 1.0 / np.asarray(transformer.scale_), np.zeros(len(transformer.scale_))
+    return None
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _hstack(parts: Sequence[Matrix], sparse: bool, n_rows: int) -> Matrix:
+    if not parts:
+        return sp.csr_matrix((n_rows, 0)) if sparse else np.zeros((n_rows, 0))
+    if sparse:
+        return sp.hstack([sp.csr_matrix(p) for p in parts], format="csr", dtype=np.float64)
+    return np.hstack([p.toarray() if sp.issparse(p) else np.asarray(p) for p in parts]).astype(
+        np.float64, copy=False
+    )
+
+
+class TrainingState:
+    """Prepared training rows, encoders, X, y and model, kept equal to a recompute."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        features: FeatureMatrix,
+        y: npt.NDArray[Any],
+        encoding: Any,
+        trackers: dict[str, Decremental],
+        unlearner: Unlearner,
+        label: Callable[[pd.DataFrame], Any],
+        label_inputs: tuple[str, ...] | None,
+    ) -> None:
+        self.frame = frame
+        self.features = features
+        self.y = y
+        self.encoding = encoding
+        self.trackers = trackers
+        self.unlearner = unlearner
+        self.label = label
+        self.label_inputs = label_inputs
+        self.history: list[TrainingUpdate] = []
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        prepared: Result,
+        encoding: Any,
+        label: Callable[[pd.DataFrame], Any],
+        model: Any,
+        *,
+        label_inputs: Sequence[str] | None = None,
+    ) -> TrainingState:
+        """Fit encoders and model on the prepared training rows, keeping what forgetting needs."""
+        if not prepared.prov.single:
+            raise UnsupportedOperationError(
+                "the training rows were aggregated or de-duplicated (several provenance "
+                "monomials per row); forgetting them needs the frame-level IVM, which is not "
+                "available yet: aggregate after the split or train on row-level data"
+            )
+        encoding, features = fit_encode(encoding, prepared)
+        labels = encode_labels(label, prepared, inputs=label_inputs)
+        frame = prepared.to_pandas()
+        trackers: dict[str, Decremental] = {}
+        for name, transformer, spec in encoding.transformers_:
+            block = next((b for b in features.blocks if b.name == name), None)
+            if block is None:  # 'drop' or an empty block
+                continue
+            inputs = transformer_inputs(encoding, name, spec)
+            trackers[name] = track(transformer, _inputs(frame, spec, inputs), name=name)
+        unlearner = fit_for_forgetting(model, features.X, labels.y)
+        inputs_ = tuple(label_inputs) if label_inputs is not None else None
+        return cls(frame, features, labels.y, encoding, trackers, unlearner, label, inputs_)
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        return self.unlearner.model
+
+    @property
+    def prov(self) -> Prov:
+        return self.features.prov
+
+    @property
+    def X(self) -> Matrix:
+        return self.features.X
+
+    def rows_of(self, source: str, keys: Iterable[Any]) -> IntArray:
+        """Positions of the training rows derived from these keys of ``source``."""
+        ids = self.features.resolve(source, keys)
+        return self.prov.rows_mentioning(source, ids)
+
+    # -- instance deletion ---------------------------------------------------------------------
+    def forget(self, source: str, keys: Iterable[Any]) -> TrainingUpdate:
+        """Forget every training row derived from these keys of ``source``."""
+        return self.forget_rows(self.rows_of(source, keys))
+
+    def forget_rows(self, rows: npt.ArrayLike) -> TrainingUpdate:
+        """Remove the training rows at these positions from encoders, X, y and model."""
+        started = time.perf_counter()
+        positions = np.unique(np.asarray(rows, dtype=np.intp))
+        n = len(self.frame)
+        if positions.size and (positions[0] < 0 or positions[-1] >= n):
+            raise PlanError(f"row positions must lie in 0..{n - 1}, got {positions.tolist()[:5]}")
+        if positions.size == 0:
+            return self._done(started, 0, 0, [], [], {})
+        keep = np.ones(n, dtype=bool)
+        keep[positions] = False
+        kept_rows = np.flatnonzero(keep)
+        removed = self.frame.iloc[positions]
+        remaining = self.frame.iloc[kept_rows].reset_index(drop=True)
+        before = {b.name: _affine(self.trackers[b.name].transformer) for b in self.features.blocks}
+        records, changed = self._update_encoders(removed, None, remaining)
+        # the model forgets the removed rows first (as encoded when it learned them) ...
+        records.append(self.unlearner.forget(positions))
+        self.frame = remaining
+        self.y = self.y[kept_rows]
+        X = self.features.X[kept_rows]
+        prov = self.features.prov.take(kept_rows)
+        # ... then absorbs the blocks whose encoding changed for the remaining rows: an affine
+        # change of a scaler's columns through the model's fast path, anything else by update()
+        columns, scale, shift = [], [], []
+        for block in self.features.blocks:
+            now = _affine(self.trackers[block.name].transformer)
+            old = before[block.name]
+            if block.name in changed and old is not None and now is not None:
+                ratio = now[0] / old[0]
+                columns.append(np.arange(block.start, block.stop, dtype=np.intp))
+                scale.append(ratio)
+                shift.append(now[1] - old[1] * ratio)
+        X, old_columns, blocks = self._reencode(X, changed, remaining)
+        if columns:
+            cols = np.concatenate(columns)
+            records.append(
+                self.unlearner.affine_columns(cols, np.concatenate(scale), np.concatenate(shift))
+            )
+            old_columns[cols] = cols  # the model already holds their new values
+        if (old_columns < 0).any():
+            records.append(
+                self.unlearner.update(
+                    X, self.y, changed_rows=np.zeros(0, dtype=np.intp), old_columns=old_columns
+                )
+            )
+        self.features = FeatureMatrix(X, prov, blocks, self.features.resolve)
+        return self._done(started, int(positions.size), 0, records, changed, {})
+
+    # -- value deletion ------------------------------------------------------------------------
+    def replace_rows(self, rows: npt.ArrayLike, new_values: pd.DataFrame) -> TrainingUpdate:
+        """The prepared values of these rows became ``new_values`` (same columns, one row each,
+        e.g. with a forgotten value now missing): update encoders, X, y and model."""
+        started = time.perf_counter()
+        positions = np.asarray(rows, dtype=np.intp)
+        if len(np.unique(positions)) != len(positions) or len(new_values) != len(positions):
+            raise PlanError("replace_rows needs distinct rows and one new row of values for each")
+        missing = [c for c in self.frame.columns if c not in new_values.columns]
+        if missing:
+            raise PlanError(f"new_values lacks the prepared column(s) {missing}")
+        if positions.size == 0:
+            return self._done(started, 0, 0, [], [], {})
+        old = self.frame.iloc[positions]
+        new = new_values[list(self.frame.columns)].set_axis(old.index)
+        frame = self.frame.copy()
+        frame.iloc[positions] = new.astype(frame.dtypes.to_dict(), errors="ignore")
+        touched = {c for c in frame.columns if not old[c].equals(new[c])}
+        records, changed = self._update_encoders(old, new, frame, only_inputs=touched)
+        self.frame = frame
+        self.y = np.asarray(self._labels(frame))
+        X, old_columns, blocks = self._reencode(self.features.X, changed, frame)
+        # blocks that kept their state but read a changed column: re-encode just those rows
+        X = self._reencode_rows(X, blocks, positions, frame, touched, skip=changed)
+        records.append(
+            self.unlearner.update(X, self.y, changed_rows=positions, old_columns=old_columns)
+        )
+        self.features = FeatureMatrix(X, self.features.prov, blocks, self.features.resolve)
+        return self._done(started, 0, int(positions.size), records, changed, {})
+
+    # -- internals -----------------------------------------------------------------------------
+    def _labels(self, frame: pd.DataFrame) -> Any:
+        data = frame[list(self.label_inputs)] if self.label_inputs is not None else frame
+        return self.label(data)
+
+    def _update_encoders(
+        self,
+        old: pd.DataFrame,
+        new: pd.DataFrame | None,
+        after: pd.DataFrame,
+        only_inputs: set[str] | None = None,
+    ) -> tuple[list[UpdateRecord], list[str]]:
+        """Forget ``old`` rows (``new`` is None) or replace them by ``new`` in every tracker
+        whose block reads a column in ``only_inputs`` (default: all); ``after`` is the frame
+        after the update, handed to trackers that refit."""
+        records: list[UpdateRecord] = []
+        changed: list[str] = []
+        for block in self.features.blocks:
+            if only_inputs is not None and not (set(block.inputs) & only_inputs):
+                continue
+            tracker = self.trackers[block.name]
+            spec = self._spec(block.name)
+            after_inputs = _inputs(after, spec, block.inputs)
+            before = _inputs(old, spec, block.inputs)
+            remaining = _constant(after_inputs)
+            if new is None:
+                record = tracker.forget(before, remaining=remaining)
+            else:
+                record = tracker.replace(
+                    before, _inputs(new, spec, block.inputs), remaining=remaining
+                )
+            records.append(record)
+            if record.changed:
+                changed.append(block.name)
+        return records, changed
+
+    def _spec(self, name: str) -> Any:
+        for n, _, spec in self.encoding.transformers_:
+            if n == name:
+                return spec
+        raise KeyError(name)  # pragma: no cover - blocks come from the same transformer list
+
+    def _reencode(
+        self, X: Matrix, changed: list[str], frame: pd.DataFrame
+    ) -> tuple[Matrix, IntArray, tuple[Block, ...]]:
+        """Re-encode the ``changed`` blocks for all rows of ``frame``. Returns the new X, per
+        new column its old column index (-1 where the values are new) and the new blocks."""
+        blocks = self.features.blocks
+        if not changed:
+            return X, np.arange(X.shape[1], dtype=np.intp), blocks
+        parts: list[Matrix] = []
+        old_columns: list[IntArray] = []
+        new_blocks: list[Block] = []
+        start = 0
+        for block in blocks:
+            if block.name in changed:
+                transformer = self.trackers[block.name].transformer
+                part = transformer.transform(_inputs(frame, self._spec(block.name), block.inputs))
+                width = int(part.shape[1])
+                old_columns.append(np.full(width, -1, dtype=np.intp))
+            else:
+                part = X[:, block.start : block.stop]
+                width = block.width
+                old_columns.append(np.arange(block.start, block.stop, dtype=np.intp))
+            parts.append(part)
+            new_blocks.append(Block(block.name, start, start + width, block.inputs, block.lineage))
+            start += width
+        # keep the ColumnTransformer's own offsets in step (a vocabulary may have grown/shrunk)
+        self.encoding.output_indices_ = {
+            **self.encoding.output_indices_,
+            **{b.name: slice(b.start, b.stop) for b in new_blocks},
+        }
+        new_X = _hstack(parts, sp.issparse(X), X.shape[0])
+        return new_X, np.concatenate(old_columns), tuple(new_blocks)
+
+    def _reencode_rows(
+        self,
+        X: Matrix,
+        blocks: tuple[Block, ...],
+        rows: IntArray,
+        frame: pd.DataFrame,
+        touched: set[str],
+        skip: list[str],
+    ) -> Matrix:
+        """Re-encode only ``rows`` in blocks that read a touched column but kept their state."""
+        targets = [b for b in blocks if b.name not in skip and set(b.inputs) & touched]
+        if not targets:
+            return X
+        out = X.tolil() if sp.issparse(X) else X.copy()
+        subset = frame.iloc[rows]
+        for block in targets:
+            transformer = self.trackers[block.name].transformer
+            part = transformer.transform(_inputs(subset, self._spec(block.name), block.inputs))
+            dense = part.toarray() if sp.issparse(part) else np.asarray(part)
+            out[rows, block.start : block.stop] = dense
+        return sp.csr_matrix(out) if sp.issparse(X) else out
+
+    def _done(
+        self,
+        started: float,
+        removed: int,
+        replaced: int,
+        records: list[UpdateRecord],
+        changed: list[str],
+        detail: dict[str, Any],
+    ) -> TrainingUpdate:
+        update = TrainingUpdate(
+            removed, replaced, tuple(records), tuple(changed), time.perf_counter() - started, detail
+        )
+        self.history.append(update)
+        return update
