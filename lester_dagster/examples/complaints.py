@@ -31,6 +31,7 @@ __all__ = [
     "label",
     "model",
     "prepare",
+    "prepare_frames",
     "prepare_pandas",
     "sentiment",
 ]
@@ -66,6 +67,12 @@ def prepare(
     """
     customers = read_csv(customers_csv, name="customers", key="customer_id")
     mails = read_csv(mails_csv, name="mails", key="mail_id")
+    return prepare_frames(customers, mails, with_sentiment=with_sentiment)
+
+
+def prepare_frames(customers: Frame, mails: Frame, *, with_sentiment: bool = True) -> Frame:
+    """The preparation of :func:`prepare` on source frames (however they were read): what a
+    :class:`~lester_dagster.orchestration.LesterPipeline` calls with its source assets."""
     kept_customers = customers.filter(col("country").isin(KEPT_COUNTRIES))
     topical_mails = mails.filter(
         (col("date") >= START_DATE) & col("text").str.contains(TOPIC_PATTERN, case=False)
@@ -92,7 +99,7 @@ def prepare_pandas(
     ]
     joined = topical.merge(kept_customers, on="email")
     joined["title"] = joined["subject"].fillna("").str.lower()
-    joined["title_words"] = joined["title"].str.split().str.len()
+    joined["title_words"] = [len(t.split()) for t in joined["title"].tolist()]
     joined["text"] = joined["text"].fillna("").str.lower()
     if not with_sentiment:
         return joined[list(PREPARED_COLUMNS[:-1])].reset_index(drop=True)
