@@ -16,10 +16,11 @@ from lester_dagster.frame.api import (
     read_json,
     read_parquet,
 )
+from lester_dagster.frame.engine import split_mask
 from lester_dagster.frame.expr import Expr, col, lit, when
 from lester_dagster.frame.plan import AGGREGATIONS, RESERVED_PREFIX, ColumnRef
 from lester_dagster.frame.provenance import Prov
-from lester_dagster.frame.result import Lineage, Result
+from lester_dagster.frame.result import KeyResolver, Lineage, Result, restore_result
 
 __all__ = [
     "AGGREGATIONS",
@@ -28,6 +29,7 @@ __all__ = [
     "Expr",
     "Frame",
     "GroupBy",
+    "KeyResolver",
     "Lineage",
     "Prov",
     "Result",
@@ -38,5 +40,7 @@ __all__ = [
     "read_csv",
     "read_json",
     "read_parquet",
+    "restore_result",
+    "split_mask",
     "when",
 ]

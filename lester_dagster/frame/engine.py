@@ -25,6 +25,8 @@ from lester_dagster.errors import (
     SourceError,
     UDFError,
     UnknownColumnError,
+    UnknownSourceError,
+    UnsupportedOperationError,
 )
 from lester_dagster.frame.expr import Expr
 from lester_dagster.frame.plan import (
@@ -47,7 +49,15 @@ from lester_dagster.frame.plan import (
 )
 from lester_dagster.frame.provenance import Ids, Prov, hash_keys, mix64
 
-__all__ = ["KEY_HASH_COLUMN", "Computed", "PandasEngine", "SourceTable", "evaluate", "read_source"]
+__all__ = [
+    "KEY_HASH_COLUMN",
+    "Computed",
+    "PandasEngine",
+    "SourceTable",
+    "evaluate",
+    "read_source",
+    "split_mask",
+]
 
 KEY_HASH_COLUMN = "key_hash"
 
@@ -254,6 +264,34 @@ def _split_hash(ids: Ids, seed: int) -> npt.NDArray[np.float64]:
     return (mix64(ids, seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def split_mask(prov: Prov, source: str, test_fraction: float, seed: int) -> npt.NDArray[np.bool_]:
+    """The rows of ``prov`` on the test side of a split by the key of ``source``.
+
+    Exactly what :meth:`Frame.split` computes (``True``: test, ``False``: train): the side of a
+    row depends only on the key id of its ``source`` record and ``seed``, so stored provenance
+    alone (an artifact, a partition) is enough to split, and deleting records never moves other
+    records between train and test.
+    """
+    if source not in prov.keys:
+        raise UnknownSourceError(source, prov.sources)
+    if isinstance(test_fraction, bool) or not 0.0 < float(test_fraction) < 1.0:
+        raise PlanError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
+    if not prov.single:
+        raise UnsupportedOperationError(
+            f"split by {source!r} needs rows that each derive from one record of {source!r}, "
+            "but these rows were aggregated or de-duplicated; split before group_by/"
+            "drop_duplicates"
+        )
+    ids = prov.keys[source]
+    if (ids == 0).any():
+        raise PlanError(
+            f"split by {source!r}: {int((ids == 0).sum())} row(s) do not derive from any "
+            f"record of {source!r} (left join or union); split by another source"
+        )
+    mask: npt.NDArray[np.bool_] = _split_hash(ids, int(seed)) < float(test_fraction)
+    return mask
+
+
 class PandasEngine:
     """Executes plans with pandas. One instance caches shared sub-plans within one execution."""
 
@@ -301,13 +339,7 @@ class PandasEngine:
 
     def _split(self, node: Split) -> Computed:
         c = self.run(node.parent)
-        ids = c.prov.keys[node.source]
-        if (ids == 0).any():
-            raise PlanError(
-                f"split by {node.source!r}: {(ids == 0).sum()} row(s) do not derive from any "
-                f"record of {node.source!r} (left join or union); split by another source"
-            )
-        test = _split_hash(ids, node.seed) < node.test_fraction
+        test = split_mask(c.prov, node.source, node.test_fraction, node.seed)
         return self._take(c, np.flatnonzero(test if node.side == "test" else ~test))
 
     def _sort(self, node: Sort) -> Computed:

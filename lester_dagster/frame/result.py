@@ -8,12 +8,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lester_dagster.errors import UnknownColumnError, UnknownKeyError, UnknownSourceError, preview
+from lester_dagster.errors import (
+    PlanError,
+    UnknownColumnError,
+    UnknownKeyError,
+    UnknownSourceError,
+    preview,
+)
 from lester_dagster.frame.engine import KEY_HASH_COLUMN, SourceTable
-from lester_dagster.frame.plan import ColumnRef, Schema
+from lester_dagster.frame.plan import ColumnRef, Schema, SourceSpec, dtype_kind
 from lester_dagster.frame.provenance import Ids, Prov, hash_keys
 
-__all__ = ["Lineage", "Result", "ids_for_keys", "keys_for_ids"]
+__all__ = ["KeyResolver", "Lineage", "Result", "ids_for_keys", "keys_for_ids", "restore_result"]
 
 
 class Result:
@@ -116,6 +122,106 @@ def keys_for_ids(index: pd.DataFrame, ids: Sequence[int] | Ids) -> list[Any]:
     if len(index.columns) == 1:
         return [v.item() if hasattr(v, "item") else v for v in rows.iloc[:, 0].tolist()]
     return [tuple(r) for r in rows.itertuples(index=False, name=None)]
+
+
+class KeyResolver:
+    """Source keys <-> key ids from key indexes (one per source, as :attr:`SourceTable.keys`).
+
+    A small, picklable stand-in for a result's lineage lookups: feature matrices keep one as
+    their ``resolve`` (so a fitted training state pickles without dragging the whole
+    :class:`Result` along), and stored artifacts rebuild one from their key indexes.
+    ``strict``: unknown keys raise :class:`UnknownKeyError` (use it with complete source
+    indexes); otherwise they are dropped (indexes that hold only the keys an artifact mentions).
+    """
+
+    def __init__(self, indexes: Mapping[str, pd.DataFrame], *, strict: bool = False) -> None:
+        self.indexes = dict(indexes)
+        self.strict = strict
+
+    @classmethod
+    def of_result(cls, result: Result, *, strict: bool = True) -> KeyResolver:
+        """The resolver of an executed frame's sources (complete indexes, strict by default)."""
+        return cls({name: table.keys for name, table in result.sources.items()}, strict=strict)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.indexes)
+
+    def _index(self, source: str) -> pd.DataFrame:
+        try:
+            return self.indexes[source]
+        except KeyError:
+            raise UnknownSourceError(source, self.indexes) from None
+
+    def __call__(self, source: str, keys: Iterable[Any], *, strict: bool | None = None) -> Ids:
+        """Key ids of ``keys`` of ``source`` (unknown keys raise if strict, else are dropped)."""
+        return ids_for_keys(
+            source, self._index(source), keys, strict=self.strict if strict is None else strict
+        )
+
+    def keys_of(self, source: str, ids: Sequence[int] | Ids) -> list[Any]:
+        """The source keys of key ids (in the same order); unknown ids raise ``KeyError``."""
+        return keys_for_ids(self._index(source), ids)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}: {len(i)}" for s, i in self.indexes.items())
+        return f"<KeyResolver {{{sizes}}}{' strict' if self.strict else ''}>"
+
+
+def restore_result(
+    data: pd.DataFrame,
+    prov: Prov,
+    *,
+    lineage: Mapping[str, Iterable[ColumnRef]],
+    key_indexes: Mapping[str, pd.DataFrame],
+) -> Result:
+    """A :class:`Result` rebuilt from stored parts: rows, their provenance, the columns' source
+    lineage and the sources' key indexes (what an artifact store keeps of an executed frame).
+
+    Use it to hand stored data to code that takes executed frames (``fit_encode``,
+    ``TrainingState.fit``); lineage queries then answer from the stored key indexes.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise PlanError(f"restore_result() needs a pandas DataFrame, got {type(data).__name__}")
+    if prov.n != len(data):
+        raise PlanError(
+            f"the data has {len(data)} rows but the provenance describes {prov.n}; pass the "
+            "provenance stored with exactly these rows"
+        )
+    columns = tuple(str(c) for c in data.columns)
+    missing = [c for c in columns if c not in lineage]
+    if missing:
+        raise PlanError(
+            f"no column lineage for column(s) {preview(missing)}; pass lineage={{column: "
+            "[ColumnRef(source, column), ...]}} for every column (an empty list for constants)"
+        )
+    specs: dict[str, SourceSpec] = {}
+    tables: dict[str, SourceTable] = {}
+    for source in prov.sources:
+        index = key_indexes.get(source)
+        if index is None:
+            index = pd.DataFrame(
+                {KEY_HASH_COLUMN: pd.Series([], dtype=object)},
+                index=pd.Index([], dtype=np.uint64, name="key_id"),
+            )
+        key = () if list(index.columns) == [KEY_HASH_COLUMN] else tuple(map(str, index.columns))
+        spec = SourceSpec(
+            name=source,
+            fmt="pandas",
+            key=key,
+            columns=key,
+            dtypes=tuple(dtype_kind(t) for t in index.dtypes) if key else (),
+        )
+        specs[source] = spec
+        tables[source] = SourceTable(spec, index, len(index))
+    schema = Schema(
+        columns=columns,
+        dtypes={c: dtype_kind(data[c].dtype) for c in columns},
+        lineage={c: frozenset(lineage[c]) for c in columns},
+        sources=specs,
+        multi=not prov.single,
+    )
+    return Result(schema, data.reset_index(drop=True), prov, tables)
 
 
 class Lineage:

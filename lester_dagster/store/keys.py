@@ -6,7 +6,8 @@ Parquet file with the key columns plus ``__lester_key_id__`` (uint64). By defaul
 that the artifact's provenance mentions are stored ("referenced"), so a partition's files grow
 with the partition, not with the source; ``"all"`` stores the whole index.
 
-:class:`KeyResolver` turns those indexes back into the two lookups lineage needs:
+:class:`KeyResolver` (defined in :mod:`lester_dagster.frame`, re-exported here) turns those
+indexes back into the two lookups lineage needs:
 source keys -> key ids (the ``resolve`` of a loaded :class:`FeatureMatrix`) and key ids ->
 source keys. Key ids are hashes of the key values, so keys resolve without a full index; a key
 missing from a referenced index is simply not in this artifact (dropped unless ``strict``).
@@ -14,18 +15,16 @@ missing from a referenced index is simply not in this artifact (dropped unless `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from collections.abc import Mapping
+from typing import Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lester_dagster.errors import ArtifactError, UnknownSourceError, UnstorableError
-from lester_dagster.frame import Prov
+from lester_dagster.errors import ArtifactError, UnstorableError
+from lester_dagster.frame import KeyResolver, Prov
 from lester_dagster.frame.engine import SourceTable
-from lester_dagster.frame.provenance import Ids
-from lester_dagster.frame.result import ids_for_keys, keys_for_ids
 from lester_dagster.store.tables import table_of_frame
 
 __all__ = [
@@ -94,30 +93,3 @@ def key_index_of_table(table: pa.Table, where: str) -> pd.DataFrame:
     ids = table.column(KEY_ID).to_numpy(zero_copy_only=False).astype(np.uint64)
     frame: pd.DataFrame = table.drop_columns([KEY_ID]).to_pandas()
     return frame.set_axis(pd.Index(ids, dtype=np.uint64, name="key_id"), axis=0)
-
-
-class KeyResolver:
-    """Source keys <-> key ids from stored key indexes (callable as a ``KeyResolver`` of
-    :class:`~lester_dagster.features.FeatureMatrix`)."""
-
-    def __init__(self, indexes: Mapping[str, pd.DataFrame]) -> None:
-        self.indexes = dict(indexes)
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return tuple(self.indexes)
-
-    def _index(self, source: str) -> pd.DataFrame:
-        try:
-            return self.indexes[source]
-        except KeyError:
-            raise UnknownSourceError(source, self.indexes) from None
-
-    def __call__(self, source: str, keys: Iterable[Any], *, strict: bool = False) -> Ids:
-        """Key ids of ``keys`` of ``source`` that this artifact holds (all of them, and unknown
-        ones raise, if ``strict``)."""
-        return ids_for_keys(source, self._index(source), keys, strict=strict)
-
-    def keys_of(self, source: str, ids: Sequence[int] | Ids) -> list[Any]:
-        """The source keys of key ids (in the same order); unknown ids raise ``KeyError``."""
-        return keys_for_ids(self._index(source), ids)
