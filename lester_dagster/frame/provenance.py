@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["NO_RECORD", "Ids", "Prov", "hash_keys", "mix64"]
+__all__ = ["NO_RECORD", "Ids", "Prov", "hash_keys", "member_mask", "mix64"]
 
 Ids = npt.NDArray[np.uint64]
 Index = npt.NDArray[np.intp]
@@ -107,6 +107,18 @@ def hash_keys(frame: pd.DataFrame, columns: Sequence[str]) -> Ids:
         combined = mix64(combined ^ _hash_column(frame[name]))
     combined[combined == NO_RECORD] = np.uint64(1)
     return combined
+
+
+def member_mask(values: Ids, wanted: Ids) -> npt.NDArray[np.bool_]:
+    """``np.isin(values, wanted)`` for a large ``values`` and a small ``wanted``: binary search
+    of each value among the sorted wanted ids, O(n log k) with no sort of ``values``."""
+    targets = np.unique(np.asarray(wanted, dtype=np.uint64))
+    if targets.size == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.searchsorted(targets, values)
+    at[at == targets.size] = 0
+    hit: npt.NDArray[np.bool_] = targets[at] == values
+    return hit
 
 
 def _ranges(starts: Index, lengths: Index) -> Index:
@@ -261,7 +273,7 @@ class Prov:
         if source not in self.keys:
             return np.zeros(0, dtype=np.intp)
         wanted = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.uint64)
-        hit = np.isin(self.keys[source], wanted)
+        hit = member_mask(self.keys[source], wanted)
         return np.unique(self.row_of_monomial()[hit]).astype(np.intp)
 
     def monomials(self, row: int) -> list[dict[str, int]]:

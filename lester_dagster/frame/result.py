@@ -17,7 +17,7 @@ from lester_dagster.errors import (
 )
 from lester_dagster.frame.engine import KEY_HASH_COLUMN, SourceTable
 from lester_dagster.frame.plan import ColumnRef, Schema, SourceSpec, dtype_kind
-from lester_dagster.frame.provenance import Ids, Prov, hash_keys
+from lester_dagster.frame.provenance import Ids, Prov, hash_keys, member_mask
 
 __all__ = ["KeyResolver", "Lineage", "Result", "ids_for_keys", "keys_for_ids", "restore_result"]
 
@@ -26,13 +26,22 @@ class Result:
     """The output of :meth:`Frame.execute`: data (``to_pandas``) and ``lineage`` queries."""
 
     def __init__(
-        self, schema: Schema, data: pd.DataFrame, prov: Prov, sources: Mapping[str, SourceTable]
+        self,
+        schema: Schema,
+        data: pd.DataFrame,
+        prov: Prov,
+        sources: Mapping[str, SourceTable],
+        *,
+        complete_key_indexes: bool = True,
     ) -> None:
         self.schema = schema
         self._data = data
         self.prov = prov
         self.sources = {name: sources[name] for name in schema.sources if name in sources}
         self.lineage = Lineage(self)
+        # False when the key indexes hold only the keys these rows mention (a stored artifact):
+        # a key missing from them may still be a record of the source
+        self.complete_key_indexes = complete_key_indexes
 
     def to_pandas(self) -> pd.DataFrame:
         """The result rows, with only the user's columns (provenance stays inside)."""
@@ -105,7 +114,8 @@ def ids_for_keys(
                         f"{preview(given[name][lossy].tolist(), 3)} is not a whole number"
                     )
         ids = hash_keys(frame, key_columns)
-    known = np.isin(ids, index.index.to_numpy(dtype=np.uint64))
+    present = member_mask(index.index.to_numpy(dtype=np.uint64), ids)  # index ids among ids
+    known = member_mask(ids, index.index.to_numpy(dtype=np.uint64)[present])
     if strict and not known.all():
         missing = [k for k, ok in zip(wanted, known) if not ok]
         examples = keys_for_ids(index, index.index.to_numpy(dtype=np.uint64)[:3])
@@ -139,8 +149,11 @@ class KeyResolver:
         self.strict = strict
 
     @classmethod
-    def of_result(cls, result: Result, *, strict: bool = True) -> KeyResolver:
-        """The resolver of an executed frame's sources (complete indexes, strict by default)."""
+    def of_result(cls, result: Result, *, strict: bool | None = None) -> KeyResolver:
+        """The resolver of an executed frame's sources: strict (unknown keys raise) when its
+        key indexes are complete (an executed plan), lenient for a restored artifact."""
+        if strict is None:
+            strict = result.complete_key_indexes
         return cls({name: table.keys for name, table in result.sources.items()}, strict=strict)
 
     @property
@@ -179,7 +192,9 @@ def restore_result(
     lineage and the sources' key indexes (what an artifact store keeps of an executed frame).
 
     Use it to hand stored data to code that takes executed frames (``fit_encode``,
-    ``TrainingState.fit``); lineage queries then answer from the stored key indexes.
+    ``TrainingState.fit``); lineage queries then answer from the stored key indexes. Those may
+    hold only the keys the rows mention, so the result is marked ``complete_key_indexes=False``
+    and resolvers built from it drop unknown keys instead of raising.
     """
     if not isinstance(data, pd.DataFrame):
         raise PlanError(f"restore_result() needs a pandas DataFrame, got {type(data).__name__}")
@@ -221,7 +236,7 @@ def restore_result(
         sources=specs,
         multi=not prov.single,
     )
-    return Result(schema, data.reset_index(drop=True), prov, tables)
+    return Result(schema, data.reset_index(drop=True), prov, tables, complete_key_indexes=False)
 
 
 class Lineage:

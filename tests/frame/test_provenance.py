@@ -343,3 +343,16 @@ def test_composite_key_does_not_collide_with_its_last_part() -> None:
     pair = pd.DataFrame({"a": [0, 0], "b": [5, 6]})
     single = pd.DataFrame({"b": [5, 6]})
     assert set(hash_keys(pair, ["a", "b"])).isdisjoint(set(hash_keys(single, ["b"])))
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 50])
+def test_member_mask_agrees_with_isin(k: int) -> None:
+    from lester_dagster.frame.provenance import member_mask
+
+    rng = np.random.default_rng(k)
+    values = rng.integers(0, 2**63, size=500, dtype=np.uint64)
+    wanted = np.concatenate(
+        [rng.choice(values, size=k), rng.integers(0, 2**63, size=k, dtype=np.uint64)]
+    ).astype(np.uint64)
+    assert member_mask(values, wanted).tolist() == np.isin(values, wanted).tolist()
+    assert member_mask(values, wanted).sum() >= min(k, 1)
