@@ -186,12 +186,16 @@ class TrainingState:
 
     # -- instance deletion ---------------------------------------------------------------------
     def forget(self, source: str, keys: Iterable[Any]) -> TrainingUpdate:
-        """Forget every training row derived from these keys of ``source``."""
-        return self.forget_rows(self.rows_of(source, keys))
+        """Forget every training row derived from these keys of ``source`` (the record's
+        ``seconds`` include resolving the keys)."""
+        started = time.perf_counter()
+        return self._forget_rows(self.rows_of(source, keys), started)
 
     def forget_rows(self, rows: npt.ArrayLike) -> TrainingUpdate:
         """Remove the training rows at these positions from encoders, X, y and model."""
-        started = time.perf_counter()
+        return self._forget_rows(rows, time.perf_counter())
+
+    def _forget_rows(self, rows: npt.ArrayLike, started: float) -> TrainingUpdate:
         positions = np.unique(np.asarray(rows, dtype=np.intp))
         n = len(self.frame)
         if positions.size and (positions[0] < 0 or positions[-1] >= n):
