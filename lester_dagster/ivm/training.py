@@ -217,22 +217,29 @@ class TrainingState:
         prov = self.features.prov.take(kept_rows)
         # ... then absorbs the blocks whose encoding changed for the remaining rows: an affine
         # change of a scaler's columns through the model's fast path, anything else by update()
-        columns, scale, shift = [], [], []
+        affine: dict[str, tuple[Block, Any, Any]] = {}
         for block in self.features.blocks:
             now = _affine(self.trackers[block.name].transformer)
             old = before[block.name]
             if block.name in changed and old is not None and now is not None:
                 ratio = now[0] / old[0]
-                columns.append(np.arange(block.start, block.stop, dtype=np.intp))
-                scale.append(ratio)
-                shift.append(now[1] - old[1] * ratio)
+                affine[block.name] = (block, ratio, now[1] - old[1] * ratio)
         X, old_columns, blocks = self._reencode(X, changed, remaining)
-        if columns:
-            cols = np.concatenate(columns)
+        if affine:
+            cols = np.concatenate([np.arange(b.start, b.stop) for b, _, _ in affine.values()])
             records.append(
-                self.unlearner.affine_columns(cols, np.concatenate(scale), np.concatenate(shift))
+                self.unlearner.affine_columns(
+                    cols.astype(np.intp),
+                    np.concatenate([a for _, a, _ in affine.values()]),
+                    np.concatenate([c for _, _, c in affine.values()]),
+                )
             )
-            old_columns[cols] = cols  # the model already holds their new values
+            for new_block in blocks:  # the model already holds these columns' new values
+                if new_block.name in affine:
+                    old_block = affine[new_block.name][0]
+                    old_columns[new_block.start : new_block.stop] = np.arange(
+                        old_block.start, old_block.stop
+                    )
         if (old_columns < 0).any():
             records.append(
                 self.unlearner.update(

@@ -77,3 +77,24 @@ def test_forgetting_passes_and_a_stale_model_fails(name: str) -> None:
         setattr(state.unlearner.model, attr, value)
     stale = compare_with_recompute(state, recomputed, _encoding(), old_parameters=old)
     assert not stale.model_ok
+
+
+def test_a_vanishing_category_before_a_scaled_column_keeps_columns_aligned() -> None:
+    data = DATA.copy()
+    data.loc[:4, "group"] = "rare"  # only rows 0..4 have this category
+    encoding = ColumnTransformer(  # the one-hot block comes first: its width shrinks
+        [("group", OneHotEncoder(), ["group"]), ("x", StandardScaler(), ["x"])],
+        sparse_threshold=0.0,
+    )
+    state = TrainingState.fit(_result(data), encoding, _target, Ridge())
+    width = state.X.shape[1]
+    update = state.forget("records", [0, 1, 2, 3, 4])
+    assert state.X.shape[1] == width - 1
+    assert set(update.reencoded_blocks) == {"group", "x"}
+    recomputed = _result(data.iloc[5:])
+    fresh = ColumnTransformer(
+        [("group", OneHotEncoder(), ["group"]), ("x", StandardScaler(), ["x"])],
+        sparse_threshold=0.0,
+    )
+    report = compare_with_recompute(state, recomputed, fresh)
+    assert report.ok, report.lines()
