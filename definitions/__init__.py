@@ -1,12 +1,15 @@
 """Dagster code location of this repository (``dagster dev`` loads it through workspace.yaml).
 
-The running example's assets (customers, mails, complaints, train/test, X/y, model) are added
-by the Dagster-integration issue; until then the code location is empty, so ``dagster dev``
-starts and shows no assets.
+``defs`` holds every pipeline module of this folder: a module (name not starting with ``_``)
+that defines ``pipeline`` (a ``LesterPipeline``) or ``pipelines`` (a list), optionally
+``translator`` (a ``LesterTranslator``) and/or ``defs`` (a ``dagster.Definitions``) is picked
+up; see :func:`lester_dagster.orchestration.discover_definitions`. ``complaints.py`` is the
+running example (assets ``customers``, ``mails``, ``complaints``, ``train``, ``test``,
+``X_train``, ``y_train``, ``X_test``, ``y_test``, ``model`` in group ``complaints``).
 """
 
 from __future__ import annotations
 
-import dagster as dg
+from lester_dagster.orchestration import discover_definitions
 
-defs = dg.Definitions()
+defs = discover_definitions(__name__)

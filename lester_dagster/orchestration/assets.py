@@ -1,0 +1,262 @@
+"""The asset factory: a :class:`LesterPipeline` as Dagster assets.
+
+The asset graph (keys from the translator; by default the step names)::
+
+    <source> ...  ->  <pipeline name> (prepared rows)  ->  train  ->  X_train, y_train, model
+                                                       ->  test   ->  y_test
+                                                     test + model ->  X_test
+
+One op per source, one for the prepared rows, one each for train and test, one for
+X_train + y_train + model (fitted together: :class:`~lester_dagster.ivm.training.TrainingState`,
+stored whole as the model artifact so later deletions can update it), one for X_test (encoded
+with the model artifact's fitted encoding) and one for y_test. Every value goes through the IO
+manager under ``io_manager_key``; every output carries the metadata of
+:mod:`lester_dagster.orchestration.metadata`.
+"""
+
+# No ``from __future__ import annotations`` here: Dagster checks the ``context`` annotation of
+# asset and check functions by identity, so annotations must be real objects, not strings.
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from lester_dagster.frame import ColumnRef
+from lester_dagster.ivm.training import TrainingState
+from lester_dagster.orchestration import steps
+from lester_dagster.orchestration.artifacts import FrameArtifact
+from lester_dagster.orchestration.metadata import (
+    SourceInfo,
+    frame_metadata,
+    labels_metadata,
+    matrix_metadata,
+    model_metadata,
+    update_strategies,
+)
+from lester_dagster.orchestration.pipeline import LesterPipeline, Step, StepKind
+from lester_dagster.orchestration.translator import LesterTranslator
+
+__all__ = ["IO_MANAGER_KEY", "PipelineAssets", "build_assets"]
+
+IO_MANAGER_KEY = "lester_io_manager"
+"""The resource key of the IO manager the pipeline's assets use by default."""
+
+
+@dataclass(frozen=True)
+class PipelineAssets:
+    """The assets of one pipeline and the asset key of each step."""
+
+    pipeline: LesterPipeline
+    keys: dict[Step, dg.AssetKey]
+    assets: tuple[dg.AssetsDefinition, ...]
+    io_manager_key: str
+
+    def key(self, kind: StepKind, source: str | None = None) -> dg.AssetKey:
+        """The asset key of a step (``key("source", "customers")``, ``key("model")``)."""
+        if kind == "source":
+            if source is None:
+                raise ValueError("key('source', name) needs the source's name")
+            return self.keys[self.pipeline.source_step(source)]
+        return self.keys[self.pipeline.step(kind)]
+
+    @property
+    def sources(self) -> SourceInfo:
+        """Per source: its asset key and key columns."""
+        return {
+            name: (self.key("source", name), spec.key_columns)
+            for name, spec in self.pipeline.sources.items()
+        }
+
+
+def _callable_name(fn: object) -> str:
+    """A readable name of a function (of the function a ``functools.partial`` wraps)."""
+    inner = getattr(fn, "func", fn)
+    return str(getattr(inner, "__qualname__", None) or type(inner).__name__)
+
+
+class _Factory:
+    def __init__(
+        self, pipeline: LesterPipeline, translator: LesterTranslator, io_manager_key: str
+    ) -> None:
+        self.pipeline = pipeline
+        self.translator = translator
+        self.io_manager_key = io_manager_key
+        self.specs = {
+            step: translator.get_asset_spec(pipeline, step).with_io_manager_key(io_manager_key)
+            for step in pipeline.steps
+        }
+        self.built = PipelineAssets(
+            pipeline, {step: spec.key for step, spec in self.specs.items()}, (), io_manager_key
+        )
+
+    def spec(self, kind: StepKind, source: str | None = None) -> dg.AssetSpec:
+        return self.specs[
+            self.pipeline.source_step(source) if source is not None else self.pipeline.step(kind)
+        ]
+
+    def key(self, kind: StepKind, source: str | None = None) -> dg.AssetKey:
+        return self.spec(kind, source).key
+
+    # -- rows ----------------------------------------------------------------------------------
+    def source(self, name: str) -> dg.AssetsDefinition:
+        spec = self.spec("source", name)
+        source_spec = self.pipeline.sources[name]
+        sources = self.built.sources
+
+        @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier())
+        def _source(context: AssetExecutionContext) -> dg.Output[FrameArtifact]:
+            artifact, generated = steps.read_source(name, source_spec)
+            if generated:
+                context.log.info(
+                    f"source {name!r}: {source_spec.file} was missing, so it was generated "
+                    f"by {_callable_name(source_spec.generate)}()"
+                )
+            meta = frame_metadata(artifact, sources, lambda column, refs: ())
+            meta["lester/path"] = dg.MetadataValue.path(str(source_spec.file))
+            meta["lester/generated"] = generated
+            return dg.Output(artifact, metadata=meta)
+
+        return _source
+
+    def prepared(self) -> dg.AssetsDefinition:
+        spec = self.spec("prepared")
+        pipeline = self.pipeline
+        source_keys = {name: self.key("source", name) for name in pipeline.sources}
+        sources = self.built.sources
+        ins = {f"in_{name}": dg.AssetIn(key=key) for name, key in source_keys.items()}
+
+        def upstream(column: str, refs: frozenset[ColumnRef]) -> Iterable[tuple[dg.AssetKey, str]]:
+            return [
+                (source_keys[r.source], r.column) for r in sorted(refs) if r.source in source_keys
+            ]
+
+        @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier(), ins=ins)
+        def _prepared(
+            context: AssetExecutionContext, **inputs: FrameArtifact
+        ) -> dg.Output[FrameArtifact]:
+            loaded = {name: inputs[f"in_{name}"] for name in pipeline.sources}
+            artifact, plan = steps.run_prepare(pipeline, loaded)
+            meta = frame_metadata(artifact, sources, upstream)
+            meta["lester/plan"] = dg.MetadataValue.md("```\n" + plan.explain() + "\n```")
+            return dg.Output(artifact, metadata=meta)
+
+        return _prepared
+
+    def split(self, side: StepKind) -> dg.AssetsDefinition:
+        spec = self.spec(side)
+        pipeline = self.pipeline
+        prepared_key = self.key("prepared")
+        sources = self.built.sources
+        split = pipeline.split
+
+        @dg.multi_asset(
+            specs=[spec],
+            name=spec.key.to_python_identifier(),
+            ins={"prepared": dg.AssetIn(key=prepared_key)},
+        )
+        def _split(
+            context: AssetExecutionContext, prepared: FrameArtifact
+        ) -> dg.Output[FrameArtifact]:
+            artifact = steps.split_rows(pipeline, prepared, side)
+            meta = frame_metadata(artifact, sources, lambda column, refs: [(prepared_key, column)])
+            meta["lester/split"] = {
+                "by": split.by,
+                "test_fraction": split.test_fraction,
+                "seed": split.seed,
+                "side": side,
+                "of_rows": len(prepared),
+            }
+            return dg.Output(artifact, metadata=meta)
+
+        return _split
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self) -> dg.AssetsDefinition:
+        x_spec, y_spec, model_spec = self.spec("X_train"), self.spec("y_train"), self.spec("model")
+        pipeline = self.pipeline
+        train_key = self.key("train")
+        sources = self.built.sources
+        names = {
+            kind: s.key.to_python_identifier()
+            for kind, s in (("X", x_spec), ("y", y_spec), ("model", model_spec))
+        }
+
+        @dg.multi_asset(
+            specs=[x_spec, y_spec, model_spec],
+            name=f"fit_{model_spec.key.to_python_identifier()}",
+            ins={"train": dg.AssetIn(key=train_key)},
+        )
+        def _fit(context: AssetExecutionContext, train: FrameArtifact) -> Iterator[dg.Output[Any]]:
+            state = steps.fit_training(pipeline, train)
+            labels = steps.training_labels(pipeline, state, train)
+            strategies = update_strategies(state)
+            x_meta = matrix_metadata(state.features, sources, train_key)
+            x_meta["lester/update_strategy"] = {"encoders": strategies["encoders"]}
+            yield dg.Output(state.features, output_name=names["X"], metadata=x_meta)
+            y_meta = labels_metadata(labels.labels, sources, train_key)
+            y_meta["lester/update_strategy"] = {"labels": strategies["labels"]}
+            yield dg.Output(labels, output_name=names["y"], metadata=y_meta)
+            m_meta = model_metadata(state, sources, x_spec.key, y_spec.key)
+            yield dg.Output(state, output_name=names["model"], metadata=m_meta)
+
+        return _fit
+
+    def x_test(self) -> dg.AssetsDefinition:
+        spec = self.spec("X_test")
+        test_key, model_key = self.key("test"), self.key("model")
+        sources = self.built.sources
+
+        @dg.multi_asset(
+            specs=[spec],
+            name=spec.key.to_python_identifier(),
+            ins={"test": dg.AssetIn(key=test_key), "model": dg.AssetIn(key=model_key)},
+        )
+        def _x_test(
+            context: AssetExecutionContext, test: FrameArtifact, model: TrainingState
+        ) -> dg.Output[Any]:
+            matrix = steps.encode_test(model, test)
+            meta = matrix_metadata(matrix, sources, test_key)
+            meta["lester/encoding_from"] = model_key.to_user_string()
+            return dg.Output(matrix, metadata=meta)
+
+        return _x_test
+
+    def y_test(self) -> dg.AssetsDefinition:
+        spec = self.spec("y_test")
+        pipeline = self.pipeline
+        test_key = self.key("test")
+        sources = self.built.sources
+
+        @dg.multi_asset(
+            specs=[spec],
+            name=spec.key.to_python_identifier(),
+            ins={"test": dg.AssetIn(key=test_key)},
+        )
+        def _y_test(context: AssetExecutionContext, test: FrameArtifact) -> dg.Output[Any]:
+            labels = steps.testing_labels(pipeline, test)
+            return dg.Output(labels, metadata=labels_metadata(labels.labels, sources, test_key))
+
+        return _y_test
+
+
+def build_assets(
+    pipeline: LesterPipeline,
+    translator: LesterTranslator | None = None,
+    *,
+    io_manager_key: str = IO_MANAGER_KEY,
+) -> PipelineAssets:
+    """The pipeline's assets (see the module docstring) and the asset key of every step."""
+    factory = _Factory(pipeline, translator or LesterTranslator(), io_manager_key)
+    assets = (
+        *(factory.source(name) for name in pipeline.sources),
+        factory.prepared(),
+        factory.split("train"),
+        factory.split("test"),
+        factory.fit(),
+        factory.x_test(),
+        factory.y_test(),
+    )
+    return PipelineAssets(pipeline, factory.built.keys, assets, io_manager_key)

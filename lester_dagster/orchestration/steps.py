@@ -1,0 +1,166 @@
+"""What each asset computes, as plain functions of artifacts (no Dagster here).
+
+* :func:`read_source`: the file through the frame's reader (keys, key ids, key index);
+* :func:`run_prepare`: the stored source rows rebuilt as frames (``from_pandas`` with the
+  source's name and key, so key ids are the ones stored) and passed to the pipeline's
+  ``prepare``;
+* :func:`split_rows`: train or test rows by a hash of the split source's key in the stored
+  provenance (:func:`lester_dagster.frame.split_mask`, exactly what ``Frame.split`` does);
+* :func:`fit_training` / :func:`training_labels`: :class:`TrainingState.fit` on the training
+  rows, and y with the rows' provenance;
+* :func:`encode_test` / :func:`testing_labels`: X_test with the model artifact's fitted encoding,
+  y_test with the label function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from lester_dagster.errors import PlanError, SourceError, preview
+from lester_dagster.features.matrix import FeatureMatrix, Labels, encode, encode_labels
+from lester_dagster.frame import (
+    ColumnRef,
+    Frame,
+    from_pandas,
+    read_csv,
+    read_json,
+    read_parquet,
+    split_mask,
+)
+from lester_dagster.ivm.training import TrainingState
+from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
+from lester_dagster.orchestration.pipeline import LesterPipeline, SourceSpec
+
+__all__ = [
+    "encode_test",
+    "fit_training",
+    "read_source",
+    "run_prepare",
+    "split_rows",
+    "testing_labels",
+    "training_labels",
+]
+
+_READERS = {"csv": read_csv, "parquet": read_parquet, "json": read_json}
+
+
+def read_source(name: str, spec: SourceSpec) -> tuple[FrameArtifact, bool]:
+    """Read source ``name`` (generating the file first if it is missing and the spec says how);
+    returns the rows with provenance and key index, and whether the file was generated."""
+    generated = False
+    if not spec.file.exists() and spec.generate is not None:
+        spec.generate()
+        generated = True
+        if not spec.file.exists():
+            raise SourceError(
+                f"source {name!r}: generate() ran but did not create {spec.file}; make it "
+                "write that file (or fix the source's path)"
+            )
+    if not spec.file.exists():
+        raise SourceError(
+            f"source {name!r}: no file at {spec.file}; create it, fix the path, or give the "
+            "SourceSpec a generate= function"
+        )
+    reader = _READERS[spec.format]
+    key = list(spec.key_columns) or None
+    frame = reader(spec.file, name=name, key=key, **dict(spec.read_options))
+    return FrameArtifact.from_result(frame.execute()), generated
+
+
+def source_frames(
+    pipeline: LesterPipeline, inputs: Mapping[str, FrameArtifact]
+) -> dict[str, Frame]:
+    """The stored source rows as source frames named and keyed as the pipeline declares."""
+    frames = {}
+    for name, spec in pipeline.sources.items():
+        if name not in inputs:
+            raise PlanError(f"source {name!r} was not loaded; materialise its asset first")
+        key = list(spec.key_columns) or None
+        frames[name] = from_pandas(inputs[name].data, name=name, key=key)
+    return frames
+
+
+def run_prepare(
+    pipeline: LesterPipeline, inputs: Mapping[str, FrameArtifact]
+) -> tuple[FrameArtifact, Frame]:
+    """Run ``prepare`` on the stored sources; returns the prepared rows and the plan."""
+    frames = source_frames(pipeline, inputs)
+    plan = pipeline.prepare(**frames)
+    if not isinstance(plan, Frame):
+        raise PlanError(
+            f"prepare() must return a Frame (the prepared plan), got {type(plan).__name__}; "
+            "build it with the frame API (filter, join, with_column, ...) on its arguments"
+        )
+    unknown = [s for s in plan.sources if s not in pipeline.sources]
+    if unknown:
+        raise PlanError(
+            f"prepare() reads source(s) {preview(unknown)} that the pipeline does not declare; "
+            "add them to sources= and take them as parameters, so their assets and "
+            "provenance are tracked"
+        )
+    result = plan.execute()
+    for name, table in result.sources.items():
+        stored = inputs[name].key_indexes.get(name)
+        if stored is not None and not np.array_equal(
+            np.sort(table.keys.index.to_numpy(dtype=np.uint64)),
+            np.sort(stored.index.to_numpy(dtype=np.uint64)),
+        ):
+            raise PlanError(
+                f"the key ids of source {name!r} changed when its stored rows were reloaded "
+                "(a key column changed type in storage); rematerialise the source asset"
+            )
+    return FrameArtifact.from_result(result), plan
+
+
+def split_rows(pipeline: LesterPipeline, prepared: FrameArtifact, side: str) -> FrameArtifact:
+    """The ``side`` (``"train"`` or ``"test"``) rows of the prepared rows."""
+    if side not in ("train", "test"):
+        raise PlanError(f"side must be 'train' or 'test', got {side!r}")
+    split = pipeline.split
+    test = split_mask(prepared.prov, split.by, split.test_fraction, split.seed)
+    return prepared.take(np.flatnonzero(test if side == "test" else ~test))
+
+
+def fit_training(pipeline: LesterPipeline, train: FrameArtifact) -> TrainingState:
+    """Encoders, X, y and model fitted on the training rows, ready to forget rows later."""
+    if len(train) == 0:
+        raise PlanError(
+            "there are no training rows: the preparation or the split left nothing; check "
+            "prepare()'s filters and the split's test_fraction"
+        )
+    return TrainingState.fit(
+        train.to_result(),
+        pipeline.features(),
+        pipeline.label,
+        pipeline.model(),
+        label_inputs=pipeline.label_inputs,
+    )
+
+
+def _label_lineage(rows: FrameArtifact, inputs: tuple[str, ...]) -> frozenset[ColumnRef]:
+    refs: frozenset[ColumnRef] = frozenset()
+    for column in inputs:
+        refs |= rows.lineage.get(column, frozenset())
+    return refs
+
+
+def training_labels(
+    pipeline: LesterPipeline, state: TrainingState, train: FrameArtifact
+) -> LabelsArtifact:
+    """y_train: the training state's labels with the training rows' provenance and lineage."""
+    inputs = tuple(pipeline.label_inputs or train.columns)
+    labels = Labels(np.asarray(state.y), state.prov, inputs, _label_lineage(train, inputs))
+    return LabelsArtifact(labels, train.key_indexes)
+
+
+def encode_test(state: TrainingState, test: FrameArtifact) -> FeatureMatrix:
+    """X_test: the test rows encoded with the fitted encoding of the model artifact."""
+    return encode(state.encoding, test.to_result())
+
+
+def testing_labels(pipeline: LesterPipeline, test: FrameArtifact) -> LabelsArtifact:
+    """y_test: the label function on the test rows."""
+    labels = encode_labels(pipeline.label, test.to_result(), inputs=pipeline.label_inputs)
+    return LabelsArtifact(labels, test.key_indexes)
