@@ -157,41 +157,23 @@ def build_checks(built: PipelineAssets) -> list[dg.AssetChecksDefinition]:
     frames: list[dg.AssetKey] = [built.key("source", s) for s in pipeline.sources]
     rows: tuple[StepKind, ...] = ("prepared", "train", "test")
     frames += [built.key(k) for k in rows]
-    for key in frames:
-        checks.append(
-            _check(
-                built,
-                key,
-                "no_provenance_columns",
-                clean + "and every column has lineage.",
-                _frame_clean(key),
-            )
-        )
-    matrices: tuple[StepKind, ...] = ("X_train", "X_test")
-    for kind in matrices:
-        key = built.key(kind)
-        checks.append(
-            _check(
-                built,
-                key,
-                "no_provenance_columns",
-                "No provenance column reaches the features: no transformer reads a reserved "
-                "column, and X is exactly as wide as its transformer blocks.",
-                _matrix_clean(key),
-            )
-        )
-    labels: tuple[StepKind, ...] = ("y_train", "y_test")
-    for kind in labels:
-        key = built.key(kind)
-        checks.append(
-            _check(
-                built,
-                key,
-                "no_provenance_columns",
-                "No provenance column is a label input.",
-                _labels_clean(key),
-            )
-        )
+    leak_checks: list[tuple[list[dg.AssetKey], str, Any]] = [
+        (frames, clean + "and every column has lineage.", _frame_clean),
+        (
+            [built.key("X_train"), built.key("X_test")],
+            "No provenance column reaches the features: no transformer reads a reserved "
+            "column, and X is exactly as wide as its transformer blocks.",
+            _matrix_clean,
+        ),
+        (
+            [built.key("y_train"), built.key("y_test")],
+            "No provenance column is a label input.",
+            _labels_clean,
+        ),
+    ]
+    for keys, description, make in leak_checks:
+        for key in keys:
+            checks.append(_check(built, key, "no_provenance_columns", description, make(key)))
     train_kinds: tuple[StepKind, ...] = ("X_train", "train", "y_train", "model")
     train_chain = [built.key(k) for k in train_kinds]
     checks.append(
