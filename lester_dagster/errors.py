@@ -18,13 +18,17 @@ __all__ = [
     "DuplicateRowError",
     "ExpressionError",
     "JoinTypeError",
+    "LedgerError",
+    "LedgerStateError",
     "LesterError",
     "PlanError",
+    "RequestError",
     "RowPositionError",
     "SourceError",
     "UDFError",
     "UnknownColumnError",
     "UnknownKeyError",
+    "UnknownRequestError",
     "UnknownSourceError",
     "UnlearningError",
     "UnstorableError",
@@ -142,3 +146,22 @@ class ArtifactIntegrityError(ArtifactError):
 class UnstorableError(LesterError, ValueError):
     """Data the store cannot write as given (a reserved column name, a column of mixed types,
     metadata that is not JSON); the message says what to change."""
+
+
+class LedgerError(LesterError, OSError):
+    """The deletion ledger's database cannot be opened or used (a malformed URL, an unknown
+    dialect, a missing database driver); the message names the URL and what to install or fix."""
+
+
+class RequestError(LesterError, ValueError):
+    """A deletion request that is malformed (no keys, an unknown kind, columns that do not match
+    the kind, keys that are not JSON values). Nothing is written to the ledger."""
+
+
+class UnknownRequestError(LesterError, KeyError):
+    """A request id that the ledger does not hold."""
+
+
+class LedgerStateError(LesterError, RuntimeError):
+    """A status change the ledger does not allow (claiming a request that is not pending,
+    applying one claimed by another run, ...). Nothing is changed."""

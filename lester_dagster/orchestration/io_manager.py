@@ -25,7 +25,6 @@ files' checksums), ``lester/artifact_path`` and ``lester/artifact_version`` to i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +54,11 @@ from lester_dagster.store import (
     save_object,
 )
 from lester_dagster.store.atomic import as_path
+from lester_dagster.store.home import lester_home
 
 __all__ = ["LesterIOManager", "default_base_path", "lester_home"]
 
 LINEAGE_KEY = "column_lineage"
-
-
-def lester_home() -> Path:
-    """Where lester keeps its files: ``$DAGSTER_HOME/lester`` when DAGSTER_HOME is set, else
-    ``$LESTER_HOME`` or ``~/.lester-dagster``."""
-    dagster_home = os.environ.get("DAGSTER_HOME")
-    if dagster_home:
-        return Path(dagster_home) / "lester"
-    return Path(os.environ.get("LESTER_HOME") or Path.home() / ".lester-dagster")
 
 
 def default_base_path() -> Path:

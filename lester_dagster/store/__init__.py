@@ -6,7 +6,9 @@
 * :mod:`~lester_dagster.store.artifacts`: ``save_*`` / ``load_*`` for frames (Parquet with
   provenance columns), labels, feature matrices (.npy / .npz) and objects (joblib);
 * :mod:`~lester_dagster.store.manifest`: the manifest (kind, rows, sources, checksums,
-  metadata) and verified reads.
+  metadata) and verified reads;
+* :mod:`~lester_dagster.store.ledger`: the deletion ledger (SQLite by default, any SQLAlchemy
+  URL), with the request model in :mod:`~lester_dagster.store.requests`.
 
 No Dagster here: the IO manager in ``lester_dagster.orchestration`` builds on this.
 """
@@ -39,11 +41,20 @@ from lester_dagster.store.atomic import (
     collect_garbage,
 )
 from lester_dagster.store.keys import KeyResolver
+from lester_dagster.store.ledger import Ledger, default_ledger_path, default_ledger_url
 from lester_dagster.store.manifest import Manifest, read_manifest, verify
+from lester_dagster.store.requests import KINDS, STATUSES, TRANSITIONS, Event, Key, Request
 
 __all__ = [
+    "KINDS",
+    "STATUSES",
+    "TRANSITIONS",
+    "Event",
+    "Key",
     "KeyResolver",
+    "Ledger",
     "Manifest",
+    "Request",
     "StorePath",
     "Stored",
     "StoredFrame",
@@ -54,6 +65,8 @@ __all__ = [
     "atomic_write_bytes",
     "clean_temp_files",
     "collect_garbage",
+    "default_ledger_path",
+    "default_ledger_url",
     "has_artifact",
     "load_artifact",
     "load_frame",
