@@ -7,22 +7,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from lester_dagster.errors import LesterError
+from lester_dagster.store.home import lester_home
 
-__all__ = ["default_home", "main"]
+__all__ = ["main"]
 
 EXAMPLES = ("complaints",)
-
-
-def default_home() -> Path:
-    """Where the demo keeps its data: ``$LESTER_HOME``, else ``~/.lester-dagster``."""
-    return Path(os.environ.get("LESTER_HOME") or Path.home() / ".lester-dagster")
 
 
 def _positive(text: str) -> int:
@@ -72,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from lester_dagster.demo import run_demo
 
-            home = args.home if args.home is not None else default_home() / "demo"
+            home = args.home if args.home is not None else lester_home() / "demo"
             return run_demo(home, customers=args.rows, seed=args.seed, out=sys.stdout)
         return _generate(args)
     except LesterError as exc:

@@ -67,3 +67,16 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "lineage check" in done.stdout
+
+
+def test_demo_home_defaults_under_lester_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("LESTER_HOME", str(tmp_path / "home"))
+    assert main(["demo", "--rows", "150"]) == 0
+    assert (tmp_path / "home" / "demo" / "data" / "mails.csv").exists()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(["demo", "--rows", "150"]) == 0
+    assert (tmp_path / "dagster" / "lester" / "demo" / "data" / "mails.csv").exists()
+    capsys.readouterr()
