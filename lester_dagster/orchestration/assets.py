@@ -12,6 +12,11 @@ stored whole as the model artifact so later deletions can update it), one for X_
 with the model artifact's fitted encoding) and one for y_test. Every value goes through the IO
 manager under ``io_manager_key``; every output carries the metadata of
 :mod:`lester_dagster.orchestration.metadata`.
+
+With ``pipeline.partitions`` = N > 0, sources, prepared rows, train and test are partitioned
+into N key-hash buckets (identity mapping along the split source's chain, all partitions of the
+other sources); X, y and the model stay unpartitioned and read all partitions (see
+:mod:`lester_dagster.orchestration.partitions`).
 """
 
 # No ``from __future__ import annotations`` here: Dagster checks the ``context`` annotation of
@@ -36,10 +41,19 @@ from lester_dagster.orchestration.metadata import (
     model_metadata,
     update_strategies,
 )
+from lester_dagster.orchestration.partitions import (
+    check_partitionable,
+    partitions_def,
+    source_partition,
+)
 from lester_dagster.orchestration.pipeline import LesterPipeline, Step, StepKind
 from lester_dagster.orchestration.translator import LesterTranslator
 
 __all__ = ["IO_MANAGER_KEY", "PipelineAssets", "build_assets"]
+
+_PARTITIONED = ("source", "prepared", "train", "test")
+"""The steps partitioned into key-hash buckets when ``pipeline.partitions`` > 0 (see
+:mod:`lester_dagster.orchestration.partitions`); X, y and the model stay unpartitioned."""
 
 IO_MANAGER_KEY = "lester_io_manager"
 """The resource key of the IO manager the pipeline's assets use by default."""
@@ -63,6 +77,13 @@ class PipelineAssets:
         return self.keys[self.pipeline.step(kind)]
 
     @property
+    def partitioned_keys(self) -> frozenset[dg.AssetKey]:
+        """The asset keys partitioned into key-hash buckets (none if unpartitioned)."""
+        if not self.pipeline.partitions:
+            return frozenset()
+        return frozenset(k for step, k in self.keys.items() if step.kind in _PARTITIONED)
+
+    @property
     def sources(self) -> SourceInfo:
         """Per source: its asset key and key columns."""
         return {
@@ -84,13 +105,43 @@ class _Factory:
         self.pipeline = pipeline
         self.translator = translator
         self.io_manager_key = io_manager_key
+        self.partitions = partitions_def(pipeline)
         self.specs = {
-            step: translator.get_asset_spec(pipeline, step).with_io_manager_key(io_manager_key)
+            step: self._partitioned(
+                step, translator.get_asset_spec(pipeline, step).with_io_manager_key(io_manager_key)
+            )
             for step in pipeline.steps
         }
         self.built = PipelineAssets(
             pipeline, {step: spec.key for step, spec in self.specs.items()}, (), io_manager_key
         )
+
+    def _partitioned(self, step: Step, spec: dg.AssetSpec) -> dg.AssetSpec:
+        """Sources, prepared rows, train and test get the buckets (if the pipeline has any)."""
+        if self.partitions is None or step.kind not in _PARTITIONED:
+            return spec
+        return spec.replace_attributes(partitions_def=self.partitions)
+
+    def all_partitions(self) -> dg.PartitionMapping | None:
+        """How an unpartitioned consumer (or a non-split source's reader) maps partitions."""
+        return dg.AllPartitionMapping() if self.partitions is not None else None
+
+    def same_partition(self) -> dg.PartitionMapping | None:
+        return dg.IdentityPartitionMapping() if self.partitions is not None else None
+
+    def mapped(
+        self, spec: dg.AssetSpec, mappings: dict[dg.AssetKey, dg.PartitionMapping | None]
+    ) -> dg.AssetSpec:
+        """``spec`` with the partition mapping of each dependency in ``mappings``."""
+        if self.partitions is None:
+            return spec
+        deps = [
+            dg.AssetDep(d.asset_key, partition_mapping=mappings.get(d.asset_key))
+            if d.asset_key in mappings
+            else d
+            for d in spec.deps
+        ]
+        return spec.replace_attributes(deps=deps)
 
     def spec(self, kind: StepKind, source: str | None = None) -> dg.AssetSpec:
         return self.specs[
@@ -105,10 +156,13 @@ class _Factory:
         spec = self.spec("source", name)
         source_spec = self.pipeline.sources[name]
         sources = self.built.sources
+        buckets = self.pipeline.partitions
 
         @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier())
         def _source(context: AssetExecutionContext) -> dg.Output[FrameArtifact]:
             artifact, generated = steps.read_source(name, source_spec)
+            if buckets:
+                artifact = source_partition(artifact, name, context.partition_key, buckets)
             if generated:
                 context.log.info(
                     f"source {name!r}: {source_spec.file} was missing, so it was generated "
@@ -127,6 +181,13 @@ class _Factory:
         source_keys = {name: self.key("source", name) for name in pipeline.sources}
         sources = self.built.sources
         ins = {f"in_{name}": dg.AssetIn(key=key) for name, key in source_keys.items()}
+        spec = self.mapped(
+            spec,
+            {
+                key: self.same_partition() if name == pipeline.split.by else self.all_partitions()
+                for name, key in source_keys.items()
+            },
+        )
 
         def upstream(column: str, refs: frozenset[ColumnRef]) -> Iterable[tuple[dg.AssetKey, str]]:
             return [
@@ -146,9 +207,9 @@ class _Factory:
         return _prepared
 
     def split(self, side: StepKind) -> dg.AssetsDefinition:
-        spec = self.spec(side)
-        pipeline = self.pipeline
         prepared_key = self.key("prepared")
+        spec = self.mapped(self.spec(side), {prepared_key: self.same_partition()})
+        pipeline = self.pipeline
         sources = self.built.sources
         split = pipeline.split
 
@@ -175,9 +236,12 @@ class _Factory:
 
     # -- training ------------------------------------------------------------------------------
     def fit(self) -> dg.AssetsDefinition:
-        x_spec, y_spec, model_spec = self.spec("X_train"), self.spec("y_train"), self.spec("model")
-        pipeline = self.pipeline
         train_key = self.key("train")
+        x_spec, y_spec, model_spec = (
+            self.mapped(self.spec(kind), {train_key: self.all_partitions()})
+            for kind in ("X_train", "y_train", "model")
+        )
+        pipeline = self.pipeline
         sources = self.built.sources
         names = {
             kind: s.key.to_python_identifier()
@@ -205,14 +269,17 @@ class _Factory:
         return _fit
 
     def x_test(self) -> dg.AssetsDefinition:
-        spec = self.spec("X_test")
         test_key, model_key = self.key("test"), self.key("model")
+        spec = self.mapped(self.spec("X_test"), {test_key: self.all_partitions()})
         sources = self.built.sources
 
         @dg.multi_asset(
             specs=[spec],
             name=spec.key.to_python_identifier(),
-            ins={"test": dg.AssetIn(key=test_key), "model": dg.AssetIn(key=model_key)},
+            ins={
+                "test": dg.AssetIn(key=test_key),
+                "model": dg.AssetIn(key=model_key),
+            },
         )
         def _x_test(
             context: AssetExecutionContext, test: FrameArtifact, model: TrainingState
@@ -225,9 +292,9 @@ class _Factory:
         return _x_test
 
     def y_test(self) -> dg.AssetsDefinition:
-        spec = self.spec("y_test")
-        pipeline = self.pipeline
         test_key = self.key("test")
+        spec = self.mapped(self.spec("y_test"), {test_key: self.all_partitions()})
+        pipeline = self.pipeline
         sources = self.built.sources
 
         @dg.multi_asset(
@@ -249,6 +316,8 @@ def build_assets(
     io_manager_key: str = IO_MANAGER_KEY,
 ) -> PipelineAssets:
     """The pipeline's assets (see the module docstring) and the asset key of every step."""
+    if pipeline.partitions:
+        check_partitionable(pipeline)
     factory = _Factory(pipeline, translator or LesterTranslator(), io_manager_key)
     assets = (
         *(factory.source(name) for name in pipeline.sources),

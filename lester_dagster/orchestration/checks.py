@@ -8,29 +8,35 @@
   the model was fitted on) and X_test (X_test rows == test rows == y_test length);
 * ``split_consistent`` on test: train rows + test rows == prepared rows.
 
-A check whose artifact is missing fails and says which asset to materialise.
+A check whose artifact is missing fails and says which asset to materialise. For a partitioned
+asset (``pipeline.partitions`` > 0) a check reads the manifests of all its materialised
+partitions (``<asset dir>/<partition key>``): row counts are summed, columns checked per
+partition; ``split_consistent`` compares the partitions of test that exist.
 """
 
 # No ``from __future__ import annotations`` here: Dagster checks the ``context`` annotation of
 # asset and check functions by identity, so annotations must be real objects, not strings.
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import dagster as dg
 from dagster import AssetCheckExecutionContext
 
-from lester_dagster.errors import ArtifactError
+from lester_dagster.errors import ArtifactError, ArtifactNotFoundError
 from lester_dagster.frame import RESERVED_PREFIX
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LINEAGE_KEY, LesterIOManager
+from lester_dagster.orchestration.partitions import bucket_keys
 from lester_dagster.orchestration.pipeline import StepKind
 from lester_dagster.store import Manifest
 
 __all__ = ["build_checks"]
 
 Verdict = tuple[bool, str, dict[str, Any]]
-Evaluate = Callable[[Callable[[dg.AssetKey], Manifest]], Verdict]
+Manifests = Callable[[dg.AssetKey], dict[str | None, Manifest]]
+"""An asset's committed manifests by partition key (``None``: the unpartitioned artifact)."""
+Evaluate = Callable[[Manifests], Verdict]
 
 
 def _reserved(names: Sequence[str]) -> list[str]:
@@ -38,12 +44,16 @@ def _reserved(names: Sequence[str]) -> list[str]:
 
 
 def _frame_clean(key: dg.AssetKey) -> Evaluate:
-    def evaluate(manifest: Callable[[dg.AssetKey], Manifest]) -> Verdict:
-        m = manifest(key)
-        columns = list(m.content.get("schema", {}).get("columns", []))
-        lineage = m.metadata.get(LINEAGE_KEY) or {}
-        leaked = _reserved(columns)
-        no_lineage = [c for c in columns if c not in lineage]
+    def evaluate(manifests: Manifests) -> Verdict:
+        columns: list[str] = []
+        leaked: list[str] = []
+        no_lineage: list[str] = []
+        for m in manifests(key).values():
+            part = list(m.content.get("schema", {}).get("columns", []))
+            lineage = m.metadata.get(LINEAGE_KEY) or {}
+            columns = columns or part
+            leaked += [c for c in _reserved(part) if c not in leaked]
+            no_lineage += [c for c in part if c not in lineage and c not in no_lineage]
         ok = not leaked and not no_lineage
         text = (
             f"{len(columns)} user columns, none reserved, all with lineage"
@@ -56,8 +66,8 @@ def _frame_clean(key: dg.AssetKey) -> Evaluate:
 
 
 def _matrix_clean(key: dg.AssetKey) -> Evaluate:
-    def evaluate(manifest: Callable[[dg.AssetKey], Manifest]) -> Verdict:
-        m = manifest(key)
+    def evaluate(manifests: Manifests) -> Verdict:
+        (m,) = manifests(key).values()  # X is unpartitioned
         blocks = list(m.content.get("blocks", []))
         width = int(m.content["X"]["shape"][1])
         total = sum(int(b["stop"]) - int(b["start"]) for b in blocks)
@@ -79,17 +89,22 @@ def _matrix_clean(key: dg.AssetKey) -> Evaluate:
 
 
 def _labels_clean(key: dg.AssetKey) -> Evaluate:
-    def evaluate(manifest: Callable[[dg.AssetKey], Manifest]) -> Verdict:
-        leaked = _reserved(list(manifest(key).content.get("inputs", [])))
+    def evaluate(manifests: Manifests) -> Verdict:
+        inputs = {c for m in manifests(key).values() for c in m.content.get("inputs", [])}
+        leaked = _reserved(sorted(inputs))
         text = "no reserved label inputs" if not leaked else f"reserved label inputs {leaked}"
         return not leaked, text, {"leaked": leaked}
 
     return evaluate
 
 
+def _rows(manifests: Iterable[Manifest]) -> int:
+    return sum(int(m.rows or 0) for m in manifests)
+
+
 def _rows_equal(keys: Sequence[dg.AssetKey]) -> Evaluate:
-    def evaluate(manifest: Callable[[dg.AssetKey], Manifest]) -> Verdict:
-        rows = {k.to_user_string(): manifest(k).rows for k in keys}
+    def evaluate(manifests: Manifests) -> Verdict:
+        rows = {k.to_user_string(): _rows(manifests(k).values()) for k in keys}
         ok = len(set(rows.values())) == 1
         text = ("rows agree: " if ok else "row counts differ: ") + ", ".join(
             f"{k} {v}" for k, v in rows.items()
@@ -100,9 +115,18 @@ def _rows_equal(keys: Sequence[dg.AssetKey]) -> Evaluate:
 
 
 def _split_sums(prepared: dg.AssetKey, train: dg.AssetKey, test: dg.AssetKey) -> Evaluate:
-    def evaluate(manifest: Callable[[dg.AssetKey], Manifest]) -> Verdict:
-        total = int(manifest(prepared).rows or 0)
-        parts = int(manifest(train).rows or 0), int(manifest(test).rows or 0)
+    def evaluate(manifests: Manifests) -> Verdict:
+        # partitioned: compare the partitions of test that are materialised
+        tested = manifests(test)
+        by_prepared, by_train = manifests(prepared), manifests(train)
+        missing = [str(p) for p in tested if p not in by_prepared or p not in by_train]
+        if missing:
+            raise ArtifactError(
+                f"partition(s) {missing} of {test.to_user_string()} exist but not of "
+                f"{prepared.to_user_string()} / {train.to_user_string()}; materialise them"
+            )
+        total = _rows(by_prepared[p] for p in tested)
+        parts = _rows(by_train[p] for p in tested), _rows(tested.values())
         ok = sum(parts) == total
         text = f"train {parts[0]} + test {parts[1]} {'==' if ok else '!='} prepared {total}"
         return ok, text, {"prepared": total, "train": parts[0], "test": parts[1]}
@@ -119,6 +143,8 @@ def _check(
     others: Sequence[dg.AssetKey] = (),
 ) -> dg.AssetChecksDefinition:
     resource_key = built.io_manager_key
+    partitioned = built.partitioned_keys
+    buckets = bucket_keys(built.pipeline.partitions)
 
     @dg.asset_check(
         asset=asset,
@@ -135,8 +161,24 @@ def _check(
                 description=f"resource {resource_key!r} is a {type(manager).__name__}, not a "
                 "LesterIOManager; the checks read the lester artifact manifests",
             )
+
+        def manifests(key: dg.AssetKey) -> dict[str | None, Manifest]:
+            if key not in partitioned:
+                return {None: manager.manifest(key)}
+            found: dict[str | None, Manifest] = {}
+            for bucket in buckets:
+                try:
+                    found[bucket] = manager.manifest(key, bucket)
+                except ArtifactNotFoundError:
+                    continue
+            if not found:
+                raise ArtifactError(
+                    f"no partition of {key.to_user_string()} is materialised; materialise it"
+                )
+            return found
+
         try:
-            ok, text, meta = evaluate(manager.manifest)
+            ok, text, meta = evaluate(manifests)
         except ArtifactError as exc:
             return dg.AssetCheckResult(passed=False, description=str(exc))
         return dg.AssetCheckResult(

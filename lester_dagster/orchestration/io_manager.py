@@ -19,12 +19,16 @@ anything else         object.joblib (e.g. the model's TrainingState)            
 
 ``base_path`` is a local path or any UPath URL (``s3://bucket/lester``, ``memory://x``);
 by default ``$DAGSTER_HOME/lester/artifacts`` (``~/.lester-dagster/artifacts`` without
-DAGSTER_HOME). Each materialisation adds ``lester/manifest_digest`` (a hash of the stored
+DAGSTER_HOME). A consumer that reads several partitions of a frame asset (an unpartitioned
+consumer of a partitioned asset, or an ``AllPartitionMapping``) gets them concatenated with
+their provenance and merged key indexes (:meth:`LesterIOManager.load_partitions`). Each
+materialisation adds ``lester/manifest_digest`` (a hash of the stored
 files' checksums), ``lester/artifact_path`` and ``lester/artifact_version`` to its metadata.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
+from lester_dagster.errors import ArtifactError
 from lester_dagster.features.matrix import FeatureMatrix
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration.artifacts import (
@@ -41,6 +46,7 @@ from lester_dagster.orchestration.artifacts import (
     lineage_from_json,
     lineage_to_json,
 )
+from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.store import (
     Manifest,
     StoredFrame,
@@ -153,5 +159,23 @@ class LesterIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> Any:
-        partition = context.asset_partition_key if context.has_asset_partitions else None
-        return self.load(context.asset_key, partition)
+        if not context.has_asset_partitions:
+            return self.load(context.asset_key)
+        keys = list(context.asset_partition_keys)
+        if len(keys) == 1:
+            return self.load(context.asset_key, keys[0])
+        return self.load_partitions(context.asset_key, keys)
+
+    def load_partitions(self, asset_key: dg.AssetKey, partition_keys: Sequence[str]) -> Any:
+        """Several partitions of a frame asset as one frame: the rows of each partition in
+        ``partition_keys`` order with their provenance, and the union of the key indexes (what
+        an unpartitioned consumer, or an ``AllPartitionMapping``, reads)."""
+        values = [self.load(asset_key, key) for key in partition_keys]
+        frames = [v for v in values if isinstance(v, FrameArtifact)]
+        if len(frames) != len(values):
+            kinds = sorted({type(v).__name__ for v in values})
+            raise ArtifactError(
+                f"asset {asset_key.to_user_string()}: only frame partitions can be read "
+                f"together, got {kinds}; read one partition at a time"
+            )
+        return concat_frames(frames)

@@ -199,6 +199,8 @@ class LesterPipeline:
     scikit-learn objects (called once per run); ``label`` maps the prepared rows (only the
     ``label_inputs`` columns, if given) to one label per row. ``owners`` and ``tags`` go to
     every asset; ``schedule`` is the cron of the ``<name>_nightly`` schedule (``None``: none).
+    ``partitions``: N > 0 partitions sources, prepared rows, train and test into N key-hash
+    buckets (see :mod:`lester_dagster.orchestration.partitions`); 0 (default): unpartitioned.
     """
 
     name: str
@@ -213,9 +215,19 @@ class LesterPipeline:
     owners: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     schedule: str | None = "0 3 * * *"
+    partitions: int = 0
 
     def __post_init__(self) -> None:
         _check_name(self.name, "LesterPipeline name")
+        if (
+            isinstance(self.partitions, bool)
+            or not isinstance(self.partitions, int)
+            or self.partitions < 0
+        ):
+            raise PlanError(
+                f"LesterPipeline partitions must be a number of key-hash buckets >= 0 (0: "
+                f"unpartitioned), got {self.partitions!r}"
+            )
         if not isinstance(self.sources, Mapping) or not self.sources:
             raise PlanError(
                 "LesterPipeline sources must be a non-empty dict of name -> SourceSpec, got "
