@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,7 +63,6 @@ class TrainingUpdate:
     records: tuple[UpdateRecord, ...]
     reencoded_blocks: tuple[str, ...]
     seconds: float
-    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def strategies(self) -> dict[str, str]:
@@ -201,7 +200,7 @@ class TrainingState:
         if positions.size and (positions[0] < 0 or positions[-1] >= n):
             raise PlanError(f"row positions must lie in 0..{n - 1}, got {positions.tolist()[:5]}")
         if positions.size == 0:
-            return self._done(started, 0, 0, [], [], {})
+            return self._done(started, 0, 0, [], [])
         keep = np.ones(n, dtype=bool)
         keep[positions] = False
         kept_rows = np.flatnonzero(keep)
@@ -247,7 +246,7 @@ class TrainingState:
                 )
             )
         self.features = FeatureMatrix(X, prov, blocks, self.features.resolve)
-        return self._done(started, int(positions.size), 0, records, changed, {})
+        return self._done(started, int(positions.size), 0, records, changed)
 
     # -- value deletion ------------------------------------------------------------------------
     def replace_rows(self, rows: npt.ArrayLike, new_values: pd.DataFrame) -> TrainingUpdate:
@@ -261,7 +260,7 @@ class TrainingState:
         if missing:
             raise PlanError(f"new_values lacks the prepared column(s) {missing}")
         if positions.size == 0:
-            return self._done(started, 0, 0, [], [], {})
+            return self._done(started, 0, 0, [], [])
         old = self.frame.iloc[positions]
         new = new_values[list(self.frame.columns)].set_axis(old.index)
         frame = self.frame.copy()
@@ -277,7 +276,7 @@ class TrainingState:
             self.unlearner.update(X, self.y, changed_rows=positions, old_columns=old_columns)
         )
         self.features = FeatureMatrix(X, self.features.prov, blocks, self.features.resolve)
-        return self._done(started, 0, int(positions.size), records, changed, {})
+        return self._done(started, 0, int(positions.size), records, changed)
 
     # -- internals -----------------------------------------------------------------------------
     def _labels(self, frame: pd.DataFrame) -> Any:
@@ -383,10 +382,9 @@ class TrainingState:
         replaced: int,
         records: list[UpdateRecord],
         changed: list[str],
-        detail: dict[str, Any],
     ) -> TrainingUpdate:
         update = TrainingUpdate(
-            removed, replaced, tuple(records), tuple(changed), time.perf_counter() - started, detail
+            removed, replaced, tuple(records), tuple(changed), time.perf_counter() - started
         )
         self.history.append(update)
         return update
