@@ -19,7 +19,15 @@ from lester_dagster.frame.engine import KEY_HASH_COLUMN, SourceTable
 from lester_dagster.frame.plan import ColumnRef, Schema, SourceSpec, dtype_kind
 from lester_dagster.frame.provenance import Ids, Prov, hash_keys, member_mask
 
-__all__ = ["KeyResolver", "Lineage", "Result", "ids_for_keys", "keys_for_ids", "restore_result"]
+__all__ = [
+    "KeyResolver",
+    "Lineage",
+    "Result",
+    "hash_key_values",
+    "ids_for_keys",
+    "keys_for_ids",
+    "restore_result",
+]
 
 
 class Result:
@@ -65,15 +73,14 @@ def _sorted(keys: list[Any]) -> list[Any]:
         return keys
 
 
-def ids_for_keys(
-    source: str, index: pd.DataFrame, keys: Iterable[Any], *, strict: bool = True
-) -> Ids:
-    """Key ids of ``keys`` of ``source`` given its key index (:attr:`SourceTable.keys`).
+def hash_key_values(source: str, index: pd.DataFrame, keys: Iterable[Any]) -> Ids:
+    """Key ids of ``keys`` of ``source``, hashed as the engine hashes them, whether or not the
+    records are (still) in ``index``: the index gives only the key columns and their types.
 
     Keys are the source's key values (a scalar for a one-column key, a tuple for several, the
-    hex content hash for a source read without ``key=``); they are cast to the index's column
-    types and hashed as the engine hashes them. Keys not in ``index`` raise
-    :class:`UnknownKeyError` if ``strict``, else they are dropped.
+    hex content hash for a source read without ``key=``), cast to the index's column types.
+    A deletion uses this, so a key whose record is already gone from some artifact still
+    reaches the rows derived from it elsewhere.
     """
     wanted = list(keys)
     if not wanted:
@@ -81,39 +88,52 @@ def ids_for_keys(
     key_columns = list(index.columns)
     if key_columns == [KEY_HASH_COLUMN]:
         try:
-            ids = np.array([int(str(k), 16) for k in wanted], dtype=np.uint64)
+            return np.array([int(str(k), 16) for k in wanted], dtype=np.uint64)
         except ValueError as exc:
             raise UnknownKeyError(
                 f"source {source!r} is keyed by content hash; pass 16-digit hex keys "
                 f"(see lineage.backward), got {preview(wanted, 3)}"
             ) from exc
-    else:
-        rows = [k if isinstance(k, tuple) else (k,) for k in wanted]
-        bad = [k for k in rows if len(k) != len(key_columns)]
-        if bad:
-            raise UnknownKeyError(
-                f"source {source!r} has key columns {key_columns}; each key needs "
-                f"{len(key_columns)} value(s), got {preview(bad, 3)}"
-            )
-        given = pd.DataFrame(rows, columns=key_columns)
-        try:
-            frame = given.astype(index.dtypes.to_dict())
-        except (ValueError, TypeError) as exc:
-            raise UnknownKeyError(
-                f"keys {preview(wanted, 3)} do not match the types of {source!r}'s key "
-                f"columns {index.dtypes.astype(str).to_dict()}"
-            ) from exc
-        # the cast to an int column must not truncate: 2.5 is not the key 2
-        for name in key_columns:
-            if pd.api.types.is_integer_dtype(frame[name].dtype):
-                numbers = pd.to_numeric(given[name], errors="coerce")
-                lossy = numbers.notna() & (numbers != frame[name])
-                if lossy.any():
-                    raise UnknownKeyError(
-                        f"source {source!r} has integer key column {name!r}; "
-                        f"{preview(given[name][lossy].tolist(), 3)} is not a whole number"
-                    )
-        ids = hash_keys(frame, key_columns)
+    rows = [k if isinstance(k, tuple) else (k,) for k in wanted]
+    bad = [k for k in rows if len(k) != len(key_columns)]
+    if bad:
+        raise UnknownKeyError(
+            f"source {source!r} has key columns {key_columns}; each key needs "
+            f"{len(key_columns)} value(s), got {preview(bad, 3)}"
+        )
+    given = pd.DataFrame(rows, columns=key_columns)
+    try:
+        frame = given.astype(index.dtypes.to_dict())
+    except (ValueError, TypeError) as exc:
+        raise UnknownKeyError(
+            f"keys {preview(wanted, 3)} do not match the types of {source!r}'s key "
+            f"columns {index.dtypes.astype(str).to_dict()}"
+        ) from exc
+    # the cast to an int column must not truncate: 2.5 is not the key 2
+    for name in key_columns:
+        if pd.api.types.is_integer_dtype(frame[name].dtype):
+            numbers = pd.to_numeric(given[name], errors="coerce")
+            lossy = numbers.notna() & (numbers != frame[name])
+            if lossy.any():
+                raise UnknownKeyError(
+                    f"source {source!r} has integer key column {name!r}; "
+                    f"{preview(given[name][lossy].tolist(), 3)} is not a whole number"
+                )
+    return hash_keys(frame, key_columns)
+
+
+def ids_for_keys(
+    source: str, index: pd.DataFrame, keys: Iterable[Any], *, strict: bool = True
+) -> Ids:
+    """Key ids of ``keys`` of ``source`` given its key index (:attr:`SourceTable.keys`).
+
+    Keys are cast and hashed as in :func:`hash_key_values`. Keys not in ``index`` raise
+    :class:`UnknownKeyError` if ``strict``, else they are dropped.
+    """
+    wanted = list(keys)
+    ids = hash_key_values(source, index, wanted)
+    if not wanted:
+        return ids
     present = member_mask(index.index.to_numpy(dtype=np.uint64), ids)  # index ids among ids
     known = member_mask(ids, index.index.to_numpy(dtype=np.uint64)[present])
     if strict and not known.all():

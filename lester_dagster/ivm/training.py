@@ -278,6 +278,51 @@ class TrainingState:
         self.features = FeatureMatrix(X, self.features.prov, blocks, self.features.resolve)
         return self._done(started, 0, int(positions.size), records, changed)
 
+    # -- matrices encoded with this state's encoding (X_test) ---------------------------------
+    def reencode_matrix(
+        self,
+        matrix: FeatureMatrix,
+        source_rows: npt.ArrayLike,
+        frame: pd.DataFrame,
+        prov: Prov,
+        changed: Sequence[str],
+    ) -> FeatureMatrix:
+        """Bring another matrix encoded with this state's encoding (X_test) up to date after
+        an update: row ``i`` of the result is row ``source_rows[i]`` of ``matrix`` (-1: a new
+        or changed row, encoded from ``frame``), and the ``changed`` blocks (their fitted state
+        changed) are re-encoded for every row of ``frame``, which holds the result's rows."""
+        rows = np.asarray(source_rows, dtype=np.intp)
+        if len(rows) != len(frame) or len(frame) != prov.n:
+            raise PlanError(
+                f"reencode_matrix needs one source row and one provenance row per frame row, "
+                f"got {len(rows)} source rows, {len(frame)} frame rows, {prov.n} provenance rows"
+            )
+        old_blocks = {b.name: b for b in matrix.blocks}
+        fresh = np.flatnonzero(rows < 0)
+        kept = np.flatnonzero(rows >= 0)
+        order = np.argsort(np.concatenate([kept, fresh]), kind="stable")
+        sparse = sp.issparse(matrix.X)
+        parts: list[Matrix] = []
+        for block in self.features.blocks:
+            transformer = self.trackers[block.name].transformer
+            spec = self._spec(block.name)
+            old = old_blocks.get(block.name)
+            if block.name in changed or old is None or old.width != block.width:
+                parts.append(transformer.transform(_inputs(frame, spec, block.inputs)))
+                continue
+            taken = matrix.X[rows[kept]][:, old.start : old.stop]
+            if fresh.size == 0:
+                parts.append(taken)
+                continue
+            new = transformer.transform(_inputs(frame.iloc[fresh], spec, block.inputs))
+            if sparse or sp.issparse(new):
+                stacked: Matrix = sp.vstack([sp.csr_matrix(taken), sp.csr_matrix(new)]).tocsr()
+            else:
+                stacked = np.vstack([np.asarray(taken), np.asarray(new)])
+            parts.append(stacked[order])
+        X = _hstack(parts, sparse, len(frame))
+        return FeatureMatrix(X, prov, self.features.blocks, matrix.resolve)
+
     # -- internals -----------------------------------------------------------------------------
     def _labels(self, frame: pd.DataFrame) -> Any:
         data = frame[list(self.label_inputs)] if self.label_inputs is not None else frame
