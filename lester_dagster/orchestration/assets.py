@@ -13,10 +13,11 @@ with the model artifact's fitted encoding) and one for y_test. Every value goes 
 manager under ``io_manager_key``; every output carries the metadata of
 :mod:`lester_dagster.orchestration.metadata`.
 
-With ``pipeline.partitions`` = N > 0, sources, prepared rows, train and test are partitioned
-into N key-hash buckets (identity mapping along the split source's chain, all partitions of the
-other sources); X, y and the model stay unpartitioned and read all partitions (see
-:mod:`lester_dagster.orchestration.partitions`).
+Partitions (see :mod:`lester_dagster.orchestration.partitions`): a multi-file source has one
+partition per file; with ``pipeline.partitions`` = N > 0 the other sources are split into N
+key-hash buckets. The prepared rows, train and test follow the split source's partitions where
+the plan allows it (identity mapping along the split source's chain, all partitions of the other
+sources); X, y and the model stay unpartitioned and read all partitions.
 """
 
 # No ``from __future__ import annotations`` here: Dagster checks the ``context`` annotation of
@@ -42,8 +43,8 @@ from lester_dagster.orchestration.metadata import (
     update_strategies,
 )
 from lester_dagster.orchestration.partitions import (
-    check_partitionable,
-    partitions_def,
+    Partitioning,
+    plan_partitions,
     source_partition,
 )
 from lester_dagster.orchestration.pipeline import LesterPipeline, Step, StepKind
@@ -51,22 +52,20 @@ from lester_dagster.orchestration.translator import LesterTranslator
 
 __all__ = ["IO_MANAGER_KEY", "PipelineAssets", "build_assets"]
 
-_PARTITIONED = ("source", "prepared", "train", "test")
-"""The steps partitioned into key-hash buckets when ``pipeline.partitions`` > 0 (see
-:mod:`lester_dagster.orchestration.partitions`); X, y and the model stay unpartitioned."""
-
 IO_MANAGER_KEY = "lester_io_manager"
 """The resource key of the IO manager the pipeline's assets use by default."""
 
 
 @dataclass(frozen=True)
 class PipelineAssets:
-    """The assets of one pipeline and the asset key of each step."""
+    """The assets of one pipeline, the asset key of each step and how the steps are
+    partitioned (``partitioning``; ``None``: not at all)."""
 
     pipeline: LesterPipeline
     keys: dict[Step, dg.AssetKey]
     assets: tuple[dg.AssetsDefinition, ...]
     io_manager_key: str
+    partitioning: Partitioning | None = None
 
     def key(self, kind: StepKind, source: str | None = None) -> dg.AssetKey:
         """The asset key of a step (``key("source", "customers")``, ``key("model")``)."""
@@ -76,12 +75,24 @@ class PipelineAssets:
             return self.keys[self.pipeline.source_step(source)]
         return self.keys[self.pipeline.step(kind)]
 
+    def partitions_def(self, key: dg.AssetKey) -> dg.StaticPartitionsDefinition | None:
+        """The partitions of asset ``key`` (``None``: unpartitioned): per file, key-hash
+        buckets, or the split source's (see :mod:`lester_dagster.orchestration.partitions`)."""
+        if self.partitioning is None:
+            return None
+        for step, k in self.keys.items():
+            if k == key:
+                return self.partitioning.partitions_def(step)
+        raise KeyError(f"{key.to_user_string()} is no asset of pipeline {self.pipeline.name!r}")
+
     @property
     def partitioned_keys(self) -> frozenset[dg.AssetKey]:
-        """The asset keys partitioned into key-hash buckets (none if unpartitioned)."""
-        if not self.pipeline.partitions:
+        """The partitioned asset keys (each with its own partitions: :meth:`partitions_def`)."""
+        if self.partitioning is None:
             return frozenset()
-        return frozenset(k for step, k in self.keys.items() if step.kind in _PARTITIONED)
+        return frozenset(
+            k for step, k in self.keys.items() if self.partitioning.partitions_def(step)
+        )
 
     @property
     def sources(self) -> SourceInfo:
@@ -100,12 +111,16 @@ def _callable_name(fn: object) -> str:
 
 class _Factory:
     def __init__(
-        self, pipeline: LesterPipeline, translator: LesterTranslator, io_manager_key: str
+        self,
+        pipeline: LesterPipeline,
+        translator: LesterTranslator,
+        io_manager_key: str,
+        partitioning: Partitioning,
     ) -> None:
         self.pipeline = pipeline
         self.translator = translator
         self.io_manager_key = io_manager_key
-        self.partitions = partitions_def(pipeline)
+        self.partitioning = partitioning
         self.specs = {
             step: self._partitioned(
                 step, translator.get_asset_spec(pipeline, step).with_io_manager_key(io_manager_key)
@@ -113,31 +128,40 @@ class _Factory:
             for step in pipeline.steps
         }
         self.built = PipelineAssets(
-            pipeline, {step: spec.key for step, spec in self.specs.items()}, (), io_manager_key
+            pipeline,
+            {step: spec.key for step, spec in self.specs.items()},
+            (),
+            io_manager_key,
+            partitioning,
         )
 
     def _partitioned(self, step: Step, spec: dg.AssetSpec) -> dg.AssetSpec:
-        """Sources, prepared rows, train and test get the buckets (if the pipeline has any)."""
-        if self.partitions is None or step.kind not in _PARTITIONED:
+        """A source gets its partitions; prepared rows, train and test the split source's (if
+        the plan allows it); X, y and the model none."""
+        partitions = self.partitioning.partitions_def(step)
+        if partitions is None:
             return spec
-        return spec.replace_attributes(partitions_def=self.partitions)
+        return spec.replace_attributes(partitions_def=partitions)
 
-    def all_partitions(self) -> dg.PartitionMapping | None:
-        """How an unpartitioned consumer (or a non-split source's reader) maps partitions."""
-        return dg.AllPartitionMapping() if self.partitions is not None else None
+    def all_partitions(self, upstream: Step) -> dg.PartitionMapping | None:
+        """How a consumer reads every partition of ``upstream`` (``None``: it has none)."""
+        partitioned = self.partitioning.partitions_def(upstream) is not None
+        return dg.AllPartitionMapping() if partitioned else None
 
     def same_partition(self) -> dg.PartitionMapping | None:
-        return dg.IdentityPartitionMapping() if self.partitions is not None else None
+        """How the partitioned rows read the split source (and train/test the rows)."""
+        return dg.IdentityPartitionMapping() if self.partitioning.rows is not None else None
 
     def mapped(
         self, spec: dg.AssetSpec, mappings: dict[dg.AssetKey, dg.PartitionMapping | None]
     ) -> dg.AssetSpec:
-        """``spec`` with the partition mapping of each dependency in ``mappings``."""
-        if self.partitions is None:
+        """``spec`` with the partition mapping of each dependency in ``mappings`` (``None``:
+        left as is)."""
+        if all(m is None for m in mappings.values()):
             return spec
         deps = [
-            dg.AssetDep(d.asset_key, partition_mapping=mappings.get(d.asset_key))
-            if d.asset_key in mappings
+            dg.AssetDep(d.asset_key, partition_mapping=mappings[d.asset_key])
+            if mappings.get(d.asset_key) is not None
             else d
             for d in spec.deps
         ]
@@ -156,11 +180,14 @@ class _Factory:
         spec = self.spec("source", name)
         source_spec = self.pipeline.sources[name]
         sources = self.built.sources
-        buckets = self.pipeline.partitions
+        partitioning = self.partitioning
+        buckets = partitioning.source_buckets(name)
+        per_file = name in partitioning.files
 
         @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier())
         def _source(context: AssetExecutionContext) -> dg.Output[FrameArtifact]:
-            artifact, generated = steps.read_source(name, source_spec)
+            file = partitioning.file_of(name, context.partition_key) if per_file else None
+            artifact, generated = steps.read_source(name, source_spec, file)
             if buckets:
                 artifact = source_partition(artifact, name, context.partition_key, buckets)
             if generated:
@@ -169,11 +196,26 @@ class _Factory:
                     f"by {_callable_name(source_spec.generate)}()"
                 )
             meta = frame_metadata(artifact, sources, lambda column, refs: ())
-            meta["lester/path"] = dg.MetadataValue.path(str(source_spec.file))
+            meta["lester/path"] = dg.MetadataValue.path(str(file or source_spec.file))
             meta["lester/generated"] = generated
             return dg.Output(artifact, metadata=meta)
 
         return _source
+
+    def _explained(self, spec: dg.AssetSpec) -> dg.AssetSpec:
+        """The prepared rows' spec saying how they are partitioned (if any source is), and why
+        they are not where the split source is partitioned but the plan does not allow it."""
+        partitioning = self.partitioning
+        if not partitioning.partitioned:
+            return spec
+        spec = spec.merge_attributes(metadata={"lester/partitioning": partitioning.reason})
+        split_partitioned = partitioning.sources[self.pipeline.split.by] is not None
+        if partitioning.rows is None and split_partitioned:
+            text = f"Partitions: {partitioning.reason}."
+            spec = spec.replace_attributes(
+                description=f"{spec.description}\n\n{text}" if spec.description else text
+            )
+        return spec
 
     def prepared(self) -> dg.AssetsDefinition:
         spec = self.spec("prepared")
@@ -184,10 +226,13 @@ class _Factory:
         spec = self.mapped(
             spec,
             {
-                key: self.same_partition() if name == pipeline.split.by else self.all_partitions()
+                key: self.same_partition()
+                if name == pipeline.split.by and self.partitioning.rows is not None
+                else self.all_partitions(pipeline.source_step(name))
                 for name, key in source_keys.items()
             },
         )
+        spec = self._explained(spec)
 
         def upstream(column: str, refs: frozenset[ColumnRef]) -> Iterable[tuple[dg.AssetKey, str]]:
             return [
@@ -237,8 +282,9 @@ class _Factory:
     # -- training ------------------------------------------------------------------------------
     def fit(self) -> dg.AssetsDefinition:
         train_key = self.key("train")
+        train_step = self.pipeline.step("train")
         x_spec, y_spec, model_spec = (
-            self.mapped(self.spec(kind), {train_key: self.all_partitions()})
+            self.mapped(self.spec(kind), {train_key: self.all_partitions(train_step)})
             for kind in ("X_train", "y_train", "model")
         )
         pipeline = self.pipeline
@@ -270,7 +316,8 @@ class _Factory:
 
     def x_test(self) -> dg.AssetsDefinition:
         test_key, model_key = self.key("test"), self.key("model")
-        spec = self.mapped(self.spec("X_test"), {test_key: self.all_partitions()})
+        test_step = self.pipeline.step("test")
+        spec = self.mapped(self.spec("X_test"), {test_key: self.all_partitions(test_step)})
         sources = self.built.sources
 
         @dg.multi_asset(
@@ -293,7 +340,8 @@ class _Factory:
 
     def y_test(self) -> dg.AssetsDefinition:
         test_key = self.key("test")
-        spec = self.mapped(self.spec("y_test"), {test_key: self.all_partitions()})
+        test_step = self.pipeline.step("test")
+        spec = self.mapped(self.spec("y_test"), {test_key: self.all_partitions(test_step)})
         pipeline = self.pipeline
         sources = self.built.sources
 
@@ -315,10 +363,11 @@ def build_assets(
     *,
     io_manager_key: str = IO_MANAGER_KEY,
 ) -> PipelineAssets:
-    """The pipeline's assets (see the module docstring) and the asset key of every step."""
-    if pipeline.partitions:
-        check_partitionable(pipeline)
-    factory = _Factory(pipeline, translator or LesterTranslator(), io_manager_key)
+    """The pipeline's assets (see the module docstring) and the asset key of every step.
+    Lists the files of multi-file sources, and checks the plan if the split source is
+    partitioned (:func:`~lester_dagster.orchestration.partitions.plan_partitions`)."""
+    partitioning = plan_partitions(pipeline)
+    factory = _Factory(pipeline, translator or LesterTranslator(), io_manager_key, partitioning)
     assets = (
         *(factory.source(name) for name in pipeline.sources),
         factory.prepared(),
@@ -328,4 +377,4 @@ def build_assets(
         factory.x_test(),
         factory.y_test(),
     )
-    return PipelineAssets(pipeline, factory.built.keys, assets, io_manager_key)
+    return PipelineAssets(pipeline, factory.built.keys, assets, io_manager_key, partitioning)

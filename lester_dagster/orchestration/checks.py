@@ -9,9 +9,10 @@
 * ``split_consistent`` on test: train rows + test rows == prepared rows.
 
 A check whose artifact is missing fails and says which asset to materialise. For a partitioned
-asset (``pipeline.partitions`` > 0) a check reads the manifests of all its materialised
-partitions (``<asset dir>/<partition key>``): row counts are summed, columns checked per
-partition; ``split_consistent`` compares the partitions of test that exist.
+asset (per file or key-hash bucket, each asset with its own partitions) a check reads the
+manifests of all its materialised partitions (``<asset dir>/<partition key>``): row counts are
+summed, columns checked per partition; ``split_consistent`` compares the partitions of test that
+exist.
 """
 
 # No ``from __future__ import annotations`` here: Dagster checks the ``context`` annotation of
@@ -27,7 +28,6 @@ from lester_dagster.errors import ArtifactError, ArtifactNotFoundError
 from lester_dagster.frame import RESERVED_PREFIX
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LINEAGE_KEY, LesterIOManager
-from lester_dagster.orchestration.partitions import bucket_keys
 from lester_dagster.orchestration.pipeline import StepKind
 from lester_dagster.store import Manifest
 
@@ -143,8 +143,6 @@ def _check(
     others: Sequence[dg.AssetKey] = (),
 ) -> dg.AssetChecksDefinition:
     resource_key = built.io_manager_key
-    partitioned = built.partitioned_keys
-    buckets = bucket_keys(built.pipeline.partitions)
 
     @dg.asset_check(
         asset=asset,
@@ -163,12 +161,13 @@ def _check(
             )
 
         def manifests(key: dg.AssetKey) -> dict[str | None, Manifest]:
-            if key not in partitioned:
+            definition = built.partitions_def(key)
+            if definition is None:
                 return {None: manager.manifest(key)}
             found: dict[str | None, Manifest] = {}
-            for bucket in buckets:
+            for partition in definition.get_partition_keys():
                 try:
-                    found[bucket] = manager.manifest(key, bucket)
+                    found[partition] = manager.manifest(key, partition)
                 except ArtifactNotFoundError:
                     continue
             if not found:

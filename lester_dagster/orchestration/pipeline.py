@@ -51,6 +51,7 @@ STEP_KINDS: tuple[StepKind, ...] = (
 )  # fmt: skip
 FORMATS = ("csv", "parquet", "json")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_GLOB_CHARACTERS = "*?["
 
 
 def _check_name(value: object, what: str) -> str:
@@ -69,15 +70,20 @@ def _check_callable(value: object, what: str, expected: str) -> None:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A source file of the pipeline.
+    """A source file (or set of files) of the pipeline.
 
     * ``path``: the file (read when the source asset materialises, not when it is defined);
+      or, for a **multi-file source**, a glob pattern (``data/mails-*.csv``: the path contains
+      ``*``, ``?`` or ``[``) or a directory (its files of the format's extension: ``*.csv``,
+      ``*.parquet``, ``*.json`` / ``*.jsonl``). A multi-file source is partitioned by file, one
+      partition per file, listed when the pipeline is defined (see
+      :mod:`lester_dagster.orchestration.partitions`);
     * ``format``: ``csv``, ``parquet`` or ``json`` (JSON lines);
     * ``key``: the column(s) identifying a record (``None``: a content hash of the record);
     * ``read_options``: extra keyword arguments for the reader (``pandas.read_csv`` ...);
     * ``generate``: optional, called with no arguments when the file is missing and expected
       to create it (the running example writes its synthetic data this way); the asset's
-      metadata then says ``lester/generated: true``.
+      metadata then says ``lester/generated: true``. Single-file sources only.
     """
 
     path: str | os.PathLike[str]
@@ -88,7 +94,10 @@ class SourceSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, (str, os.PathLike)) or not str(self.path):
-            raise PlanError(f"SourceSpec path must be a file path, got {self.path!r}")
+            raise PlanError(
+                f"SourceSpec path must be a file path, a glob pattern or a directory, got "
+                f"{self.path!r}"
+            )
         if self.format not in FORMATS:
             raise PlanError(
                 f"SourceSpec format must be one of {list(FORMATS)}, got {self.format!r}; "
@@ -114,7 +123,19 @@ class SourceSpec:
 
     @property
     def file(self) -> Path:
+        """``path`` as a ``Path`` (the file of a single-file source)."""
         return Path(self.path)
+
+    @property
+    def pattern(self) -> bool:
+        """True if ``path`` is a glob pattern (contains ``*``, ``?`` or ``[``)."""
+        return any(c in str(self.path) for c in _GLOB_CHARACTERS)
+
+    @property
+    def multi_file(self) -> bool:
+        """True for a multi-file source: ``path`` is a glob pattern or an existing directory
+        (checked now, on the file system)."""
+        return self.pattern or self.file.is_dir()
 
 
 @dataclass(frozen=True)
@@ -199,8 +220,11 @@ class LesterPipeline:
     scikit-learn objects (called once per run); ``label`` maps the prepared rows (only the
     ``label_inputs`` columns, if given) to one label per row. ``owners`` and ``tags`` go to
     every asset; ``schedule`` is the cron of the ``<name>_nightly`` schedule (``None``: none).
-    ``partitions``: N > 0 partitions sources, prepared rows, train and test into N key-hash
-    buckets (see :mod:`lester_dagster.orchestration.partitions`); 0 (default): unpartitioned.
+    ``partitions``: N > 0 partitions the single-file sources into N key-hash buckets; 0
+    (default): they are unpartitioned. Multi-file sources (a glob pattern or a directory as
+    ``path``) are partitioned by file either way. The prepared rows, train and test follow the
+    split source's partitions where the plan allows it (see
+    :mod:`lester_dagster.orchestration.partitions`).
     """
 
     name: str

@@ -1,6 +1,7 @@
 """What each asset computes, as plain functions of artifacts (no Dagster here).
 
-* :func:`read_source`: the file through the frame's reader (keys, key ids, key index);
+* :func:`read_source`: one file through the frame's reader (keys, key ids, key index): the
+  source's file, or one file of a multi-file source's partition;
 * :func:`run_prepare`: the stored source rows rebuilt as frames (``from_pandas`` with the
   source's name and key, so key ids are the ones stored) and passed to the pipeline's
   ``prepare``;
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -46,9 +48,29 @@ __all__ = [
 _READERS = {"csv": read_csv, "parquet": read_parquet, "json": read_json}
 
 
-def read_source(name: str, spec: SourceSpec) -> tuple[FrameArtifact, bool]:
-    """Read source ``name`` (generating the file first if it is missing and the spec says how);
-    returns the rows with provenance and key index, and whether the file was generated."""
+def read_source(
+    name: str, spec: SourceSpec, file: Path | None = None
+) -> tuple[FrameArtifact, bool]:
+    """Read source ``name``; returns the rows with provenance and key index, and whether the
+    file was generated.
+
+    ``file``: the one file to read, for a partition of a multi-file source (one of the files
+    its glob pattern or directory matched when the pipeline was defined). Without it, the
+    single file ``spec.path`` is read, generated first if it is missing and the spec says how.
+    """
+    if file is not None:
+        if not file.is_file():
+            raise SourceError(
+                f"source {name!r}: file {file} (matched by {str(spec.path)!r} when the code "
+                "location was loaded) no longer exists; restore it, or reload the code "
+                "location to list the files again"
+            )
+        return _read(name, spec, file), False
+    if spec.multi_file:
+        raise PlanError(
+            f"source {name!r} reads several files ({str(spec.path)!r}); read one at a time: "
+            "read_source(name, spec, file) with one file of its partitions"
+        )
     generated = False
     if not spec.file.exists() and spec.generate is not None:
         spec.generate()
@@ -63,10 +85,14 @@ def read_source(name: str, spec: SourceSpec) -> tuple[FrameArtifact, bool]:
             f"source {name!r}: no file at {spec.file}; create it, fix the path, or give the "
             "SourceSpec a generate= function"
         )
+    return _read(name, spec, spec.file), generated
+
+
+def _read(name: str, spec: SourceSpec, file: Path) -> FrameArtifact:
     reader = _READERS[spec.format]
     key = list(spec.key_columns) or None
-    frame = reader(spec.file, name=name, key=key, **dict(spec.read_options))
-    return FrameArtifact.from_result(frame.execute()), generated
+    frame = reader(file, name=name, key=key, **dict(spec.read_options))
+    return FrameArtifact.from_result(frame.execute())
 
 
 def source_frames(

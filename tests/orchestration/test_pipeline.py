@@ -135,3 +135,14 @@ def test_errors_are_lester_errors_and_value_errors() -> None:
         make(sources={})
     with pytest.raises(ValueError):
         make(split="customers")
+
+
+def test_a_glob_pattern_or_a_directory_is_a_multi_file_source(tmp_path: Path) -> None:
+    for pattern in ("data/mails-*.csv", "data/mails-202?.csv", "data/mails-[0-9].csv"):
+        spec = SourceSpec(pattern, key="mail_id")
+        assert spec.pattern and spec.multi_file, pattern
+    assert SourceSpec(tmp_path).multi_file and not SourceSpec(tmp_path).pattern
+    single = SourceSpec(tmp_path / "mails.csv")
+    assert not single.multi_file and not single.pattern
+    (tmp_path / "mails.csv").write_text("mail_id\n1\n")
+    assert not single.multi_file
