@@ -2,18 +2,28 @@
 
 ``demo``      generate the running example's data, prepare it with provenance, trace a customer
 ``generate``  write the running example's source files
+``forget``    file a deletion request (whole records, or the values of some columns), checked
+              against the source's records: ``lester-dagster forget customers 17 42``,
+              ``lester-dagster forget customers a@example.org --by email``,
+              ``lester-dagster forget mails 3 --columns subject``
+``requests``  list the deletion requests of the ledger with their status
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from lester_dagster.errors import LesterError
+from lester_dagster.errors import LesterError, RequestError
 from lester_dagster.store.home import lester_home
+from lester_dagster.store.requests import STATUSES, Request
 
 __all__ = ["main"]
 
@@ -47,6 +57,57 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--customers", type=_positive, default=10_000)
     gen.add_argument("--out", type=Path, required=True, help="directory to write the csv files to")
     gen.add_argument("--seed", type=int, default=0)
+
+    forget = sub.add_parser(
+        "forget",
+        help="file a deletion request (whole records, or only the values of some columns)",
+        description="File a deletion request, checked against the source's records (the "
+        "stored source asset if materialised, else the source file); prints its id. A bad "
+        "request (unknown source or column, a key no record has, ...) exits 2 and files nothing.",
+    )
+    forget.add_argument("source", help="the source whose records to forget, e.g. customers")
+    forget.add_argument(
+        "keys",
+        nargs="+",
+        metavar="KEY",
+        help="key values of the records (a composite key as a JSON list, e.g. '[\"us\", 42]'); "
+        "with --by, values of that column",
+    )
+    forget.add_argument(
+        "--columns",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="COL",
+        help="forget only the values of these columns (a value deletion); default: whole records",
+    )
+    forget.add_argument(
+        "--by", metavar="COLUMN", help="the keys are values of this column (e.g. --by email)"
+    )
+    forget.add_argument("--pipeline", metavar="NAME", help="default: the only pipeline")
+    forget.add_argument(
+        "--package",
+        default="definitions",
+        help="package of the pipelines (default %(default)s)",
+    )
+    forget.add_argument("--ledger", metavar="URL", help="ledger database URL (default: SQLite)")
+    forget.add_argument("--artifacts", metavar="DIR", help="artifact root of the stored sources")
+    forget.add_argument(
+        "--on-missing",
+        choices=("reject", "noop"),
+        default="reject",
+        help="keys no record has: reject the request (default) or file the present ones "
+        "(all missing: record a no-op)",
+    )
+    forget.add_argument("--reason", help="why the data must be forgotten (kept for the audit)")
+    forget.add_argument("--requested-by", metavar="WHO", help="default: the OS user")
+    forget.add_argument("--json", action="store_true", help="print the request as JSON")
+
+    requests = sub.add_parser("requests", help="list the deletion requests and their status")
+    requests.add_argument("--pipeline", metavar="NAME", help="only this pipeline's requests")
+    requests.add_argument("--status", choices=STATUSES, help="only requests with this status")
+    requests.add_argument("--ledger", metavar="URL", help="ledger database URL (default: SQLite)")
+    requests.add_argument("--json", action="store_true", help="print the requests as JSON")
     return parser
 
 
@@ -60,6 +121,130 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_key(text: str) -> object:
+    """A KEY argument: a JSON list for a composite key, else the text (coerced later to the
+    key column's dtype)."""
+    if not text.lstrip().startswith("["):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise RequestError(
+            f"KEY {text!r} looks like a composite key but is not a JSON list ({exc}); write it "
+            """as '["us", 42]' (one value per key column)"""
+        ) from exc
+    if not isinstance(value, list):
+        raise RequestError(f"KEY {text!r} must be a JSON list of key values, e.g. '[\"us\", 42]'")
+    return value
+
+
+def _os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        return None
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _request_json(request: Request, **extra: Any) -> dict[str, Any]:
+    doc = {
+        "id": request.id,
+        "pipeline": request.pipeline,
+        "source": request.source,
+        "kind": request.kind,
+        "columns": list(request.columns),
+        "keys": [list(k) if isinstance(k, tuple) else k for k in request.keys],
+        "requested_by": request.requested_by,
+        "reason": request.reason,
+        "created_at": request.created_at.isoformat(),
+        "status": request.status,
+        "status_reason": request.status_reason,
+        "run_id": request.run_id,
+        "applied_at": None if request.applied_at is None else request.applied_at.isoformat(),
+        "timings": dict(request.timings),
+        "verification": None if request.verification is None else dict(request.verification),
+    }
+    doc.update(extra)
+    return doc
+
+
+def _noop_reason(request: Request) -> str | None:
+    check = request.verification or {}
+    return str(check.get("reason", "")) if check.get("noop") else None
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from lester_dagster.orchestration.submit import forget
+
+    started = datetime.now(UTC)
+    request = forget(
+        args.source,
+        [_parse_key(k) for k in args.keys],
+        pipeline=args.pipeline,
+        package=args.package,
+        columns=args.columns,
+        by=args.by,
+        ledger_url=args.ledger,
+        on_missing=args.on_missing,
+        requested_by=args.requested_by if args.requested_by is not None else _os_user(),
+        reason=args.reason,
+        artifacts=args.artifacts,
+    )
+    duplicate = request.created_at < started
+    noop = _noop_reason(request)
+    if args.json:
+        print(json.dumps(_request_json(request, duplicate=duplicate, noop=noop is not None)))
+        return 0
+    what = (
+        f"forget the values of {', '.join(request.columns)} of"
+        if request.kind == "value"
+        else "forget"
+    )
+    records = f"{len(request.keys)} record(s) of {request.pipeline}.{request.source}"
+    if duplicate:
+        print(f"already filed as #{request.id} ({request.status}): {what} {records}")
+    elif noop is not None:
+        print(f"filed #{request.id} as a no-op ({request.status}): {noop}")
+    else:
+        print(f"filed #{request.id} ({request.status}): {what} {records}")
+    return 0
+
+
+def _requests(args: argparse.Namespace) -> int:
+    from lester_dagster.store.ledger import Ledger, default_ledger_path
+
+    if args.ledger is None and not default_ledger_path().exists():
+        found: list[Request] = []
+    else:
+        with Ledger(args.ledger) as ledger:
+            found = ledger.all(args.pipeline, args.status)
+    if args.json:
+        print(json.dumps([_request_json(r) for r in found]))
+        return 0
+    if not found:
+        print("no deletion requests" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    header = ("id", "pipeline", "source", "kind", "columns", "keys", "status", "created_at",
+              "run", "applied_at", "reason")  # fmt: skip
+    rows = []
+    for r in found:
+        noop = _noop_reason(r)
+        rows.append((
+            str(r.id), r.pipeline, r.source, r.kind, ",".join(r.columns) or "-",
+            str(len(r.keys)), f"{r.status} (no-op)" if noop is not None else r.status,
+            _when(r.created_at), r.run_id or "-", _when(r.applied_at),
+            (noop if noop is not None else r.status_reason or "").replace("\n", " "),
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 check failed, 2 usage or input error)."""
     args = _parser().parse_args(argv)
@@ -69,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             home = args.home if args.home is not None else lester_home() / "demo"
             return run_demo(home, customers=args.rows, seed=args.seed, out=sys.stdout)
+        if args.command == "forget":
+            return _forget(args)
+        if args.command == "requests":
+            return _requests(args)
         return _generate(args)
     except LesterError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,9 +1,11 @@
-"""The lester-dagster command: demo and generate, exit codes, usage errors."""
+"""The lester-dagster command: demo, generate, forget and requests, exit codes, usage errors."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -80,3 +82,151 @@ def test_demo_home_defaults_under_lester_home(
     assert main(["demo", "--rows", "150"]) == 0
     assert (tmp_path / "dagster" / "lester" / "demo" / "data" / "mails.csv").exists()
     capsys.readouterr()
+
+
+# -- forget / requests ---------------------------------------------------------------------------
+
+CLI_MODULE = """
+from pathlib import Path
+from definitions.complaints import make_pipeline
+pipeline = make_pipeline(Path({data!r}), 30)
+"""
+
+
+@pytest.fixture
+def code_location(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[list[str], Path]]:
+    """A package ``lester_cli_pkg`` with the running example on 30 generated customers, and the
+    options that point ``forget`` / ``requests`` at it and at a temporary ledger."""
+    from lester_dagster.examples.complaints_data import write_complaints
+
+    data = tmp_path / "data"
+    write_complaints(data, 30, seed=0)
+    package = tmp_path / "lester_cli_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "complaints.py").write_text(CLI_MODULE.format(data=str(data)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("lester_dagster.cli.getpass.getuser", lambda: "alice")
+    ledger = ["--ledger", f"sqlite:///{tmp_path / 'ledger.db'}"]
+    yield ["--package", "lester_cli_pkg", *ledger], data
+    for name in [m for m in sys.modules if m.split(".")[0] == "lester_cli_pkg"]:
+        del sys.modules[name]
+
+
+def test_forget_files_a_request_and_requests_lists_it(
+    code_location: tuple[list[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    options, _ = code_location
+    ledger = options[2:]
+    assert main(["forget", "customers", "17", "3", *options, "--reason", "art. 17"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "filed #1 (pending): forget 2 record(s) of complaints.customers"
+    )
+    assert main(["forget", "customers", "3", "17", *options]) == 0
+    assert capsys.readouterr().out.startswith("already filed as #1 (pending)")
+    assert main(["forget", "mails", "4", *options, "--columns", "subject", "text"]) == 0
+    assert "filed #2 (pending): forget the values of subject, text of 1" in capsys.readouterr().out
+
+    assert main(["requests", *ledger]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "id", "pipeline", "source", "kind", "columns", "keys", "status", "created_at", "run",
+        "applied_at", "reason",
+    ]  # fmt: skip
+    assert lines[1].split()[:7] == ["1", "complaints", "customers", "instance", "-", "2", "pending"]
+    assert lines[2].split()[:7] == [
+        "2",
+        "complaints",
+        "mails",
+        "value",
+        "subject,text",
+        "1",
+        "pending",
+    ]
+
+    assert (
+        main(["requests", *ledger, "--json", "--status", "pending", "--pipeline", "complaints"])
+        == 0
+    )
+    docs = json.loads(capsys.readouterr().out)
+    assert [(d["id"], d["keys"], d["requested_by"]) for d in docs] == [
+        (1, [17, 3], "alice"),
+        (2, [4], "alice"),
+    ]
+    assert docs[0]["reason"] == "art. 17"
+    assert main(["requests", *ledger, "--status", "applied"]) == 0
+    assert capsys.readouterr().out.strip() == "no deletion requests with status applied"
+
+
+def test_forget_by_email_and_as_json(
+    code_location: tuple[list[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    options, data = code_location
+    customers = pd.read_csv(data / "customers.csv")
+    email = customers.loc[customers.customer_id == 9, "email"].item()
+    code = main(
+        ["forget", "customers", email, "--by", "email", *options, "--json", "--requested-by", "dpo"]
+    )
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["keys"], doc["requested_by"], doc["duplicate"]) == ([9], "dpo", False)
+    assert doc["reason"] == f'by email: ["{email}"]'
+
+
+def test_a_missing_key_as_a_noop_is_shown_in_requests(
+    code_location: tuple[list[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    options, _ = code_location
+    assert main(["forget", "customers", "999", *options, "--on-missing", "noop"]) == 0
+    assert capsys.readouterr().out.startswith("filed #1 as a no-op (applied): source 'customers'")
+    assert main(["requests", *options[2:]]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert "applied (no-op)" in row and " noop " in row and "no record with key 999" in row
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["customers", "1", "--columns", "nope"], "unknown column 'nope' in source 'customers'"),
+        (["customers", "999"], "no record with key 999"),
+        (["customers", "x"], "column 'customer_id' of source 'customers', whose dtype is int64"),
+        (["clients", "1"], "unknown source 'clients'; known sources: 'customers', 'mails'"),
+        (["customers", "[1, 2"], "not a JSON list"),
+        (["customers", "1", "--columns", "customer_id"], "delete the record instead"),
+        (["customers", "1", "--pipeline", "other"], "no pipeline named 'other'"),
+    ],
+)
+def test_a_bad_request_exits_2_and_files_nothing(
+    code_location: tuple[list[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    options, _ = code_location
+    assert main(["forget", *argv, *options]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error: ")
+    assert message in captured.err
+    if "--columns" in argv and "nope" in argv:
+        assert "'customer_id', 'email', 'bank', 'country', 'level'" in captured.err
+    assert main(["requests", *options[2:]]) == 0
+    assert capsys.readouterr().out.strip() == "no deletion requests"
+
+
+def test_requests_on_a_fresh_home_creates_no_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["requests"]) == 0
+    assert capsys.readouterr().out.strip() == "no deletion requests"
+    assert not (tmp_path / "lester" / "ledger.db").exists()
+
+
+def test_forget_needs_a_key(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["forget", "customers"])
+    assert exc.value.code == 2
+    assert "KEY" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from lester_dagster.orchestration.definitions import (
     job_name,
     schedule_name,
 )
+from lester_dagster.orchestration.discovery import discover_pipelines, find_pipeline
 from lester_dagster.orchestration.io_manager import (
     LesterIOManager,
     default_base_path,
@@ -32,6 +33,7 @@ from lester_dagster.orchestration.pipeline import (
     SplitSpec,
     Step,
 )
+from lester_dagster.orchestration.submit import forget, submit_deletion
 from lester_dagster.orchestration.translator import LesterTranslator
 
 __all__ = [
@@ -51,7 +53,11 @@ __all__ = [
     "build_definitions",
     "default_base_path",
     "discover_definitions",
+    "discover_pipelines",
+    "find_pipeline",
+    "forget",
     "job_name",
     "lester_home",
     "schedule_name",
+    "submit_deletion",
 ]

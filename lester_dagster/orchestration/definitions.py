@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
-from types import ModuleType
 
 import dagster as dg
 
 from lester_dagster.errors import PlanError
 from lester_dagster.orchestration.assets import IO_MANAGER_KEY, build_assets
 from lester_dagster.orchestration.checks import build_checks
+from lester_dagster.orchestration.discovery import _pipelines_of
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.translator import LesterTranslator
@@ -79,25 +78,6 @@ def build_definitions(
         schedules=schedules,
         resources={io_manager_key: io_manager or LesterIOManager()},
     )
-
-
-def _pipelines_of(module: ModuleType) -> list[LesterPipeline]:
-    found: list[LesterPipeline] = []
-    single = getattr(module, "pipeline", None)
-    if single is not None:
-        found.append(single)
-    many = getattr(module, "pipelines", None)
-    if many is not None:
-        if not isinstance(many, Iterable):
-            raise PlanError(f"{module.__name__}.pipelines must be a list of LesterPipeline")
-        found.extend(many)
-    for p in found:
-        if not isinstance(p, LesterPipeline):
-            raise PlanError(
-                f"{module.__name__} defines a pipeline that is a {type(p).__name__}, not a "
-                "LesterPipeline; see lester_dagster.orchestration.definitions for the convention"
-            )
-    return found
 
 
 def _check_unique(parts: list[tuple[str, dg.Definitions]]) -> None:
