@@ -172,6 +172,12 @@ class Frame:
         ``value`` is an expression, or a function of the declared ``inputs`` columns: called per
         row with their values, or, with ``vectorized=True``, once with a Series (one input) or a
         DataFrame (several), returning one value per row.
+
+        A vectorised function must still be row-wise in effect: value ``i`` may depend only on
+        input row ``i`` (``s.str.len()``, not ``s - s.mean()``). Row provenance says each row
+        derives from its own records, and forgetting re-executes just the affected rows; a
+        function that looks across rows would make both wrong. Compute cross-row statistics in
+        the feature encoders (a StandardScaler), which forget them exactly.
         """
         return Frame(WithColumn(self._node, name, _value(value, inputs, vectorized, "with_column")))
 

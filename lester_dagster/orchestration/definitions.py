@@ -3,15 +3,18 @@
 * :func:`build_definitions`: one pipeline -> ``dagster.Definitions`` with its assets, asset
   checks, the job ``<name>_job`` (every asset, from the sources), the schedule
   ``<name>_nightly`` running that job on ``pipeline.schedule`` (a cron; created stopped, turn
-  it on in the UI) and the IO manager resource.
+  it on in the UI), the IVM job ``<name>_apply_deletions`` with the sensor
+  ``<name>_deletion_sensor`` that launches it (:mod:`lester_dagster.orchestration.deletions`),
+  and the IO manager and ledger resources.
 * :func:`discover_definitions`: every pipeline module in a package (the code location
   ``definitions/``) merged into one ``Definitions``.
 
 Discovery convention: each module of the package whose name does not start with ``_`` may
 define ``pipeline`` (a :class:`LesterPipeline`) or ``pipelines`` (a list of them), optionally
 ``translator`` (a :class:`LesterTranslator` for its pipelines), and/or ``defs`` (a ready
-``dagster.Definitions``, merged as is). Pipelines share one IO manager. Two pipelines whose
-assets would get the same key are an error: give one a translator with a ``key_prefix``.
+``dagster.Definitions``, merged as is). Pipelines share one IO manager and one ledger. Two
+pipelines whose assets would get the same key are an error: give one a translator with a
+``key_prefix``.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import pkgutil
 import dagster as dg
 
 from lester_dagster.errors import PlanError
-from lester_dagster.orchestration.assets import IO_MANAGER_KEY, build_assets
+from lester_dagster.orchestration.assets import IO_MANAGER_KEY, PipelineAssets, build_assets
 from lester_dagster.orchestration.checks import build_checks
+from lester_dagster.orchestration.deletions import build_apply_job, build_deletion_sensor
 from lester_dagster.orchestration.discovery import _pipelines_of
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.translator import LesterTranslator
 
 __all__ = ["build_definitions", "discover_definitions", "job_name", "schedule_name"]
@@ -42,12 +47,27 @@ def schedule_name(pipeline: LesterPipeline) -> str:
     return f"{pipeline.name}_nightly"
 
 
+def _job_selections(built: PipelineAssets) -> tuple[list[dg.AssetKey], list[dg.AssetKey]]:
+    """The assets of ``<name>_job`` and the sources that need a job of their own: a Dagster job
+    holds assets of one partitions definition (plus unpartitioned ones), so a source whose
+    partitions differ from the prepared rows' (per-file mails beside key-hash buckets) gets
+    ``<name>_<source>_job``."""
+    keys = list(built.keys.values())
+    defs = {k: built.partitions_def(k) for k in keys}
+    shared = defs[built.key("prepared")]
+    if shared is None:
+        shared = next((d for d in defs.values() if d is not None), None)
+    extra = [k for k in keys if defs[k] is not None and defs[k] != shared]
+    return [k for k in keys if k not in extra], extra
+
+
 def build_definitions(
     pipeline: LesterPipeline,
     translator: LesterTranslator | None = None,
     *,
     io_manager: LesterIOManager | None = None,
     io_manager_key: str = IO_MANAGER_KEY,
+    ledger: LesterLedger | None = None,
 ) -> dg.Definitions:
     """Dagster definitions of one pipeline (see the module docstring)."""
     if not isinstance(pipeline, LesterPipeline):
@@ -55,12 +75,24 @@ def build_definitions(
             f"build_definitions() takes a LesterPipeline, got {type(pipeline).__name__}"
         )
     built = build_assets(pipeline, translator, io_manager_key=io_manager_key)
+    main, extra = _job_selections(built)
     job = dg.define_asset_job(
         job_name(pipeline),
-        selection=dg.AssetSelection.assets(*built.keys.values()),
-        description=f"Materialise every asset of pipeline {pipeline.name!r} from its sources.",
+        selection=dg.AssetSelection.assets(*main),
+        description=f"Materialise every asset of pipeline {pipeline.name!r} from its sources."
+        + (" Sources partitioned differently have their own jobs." if extra else ""),
         tags={"lester/pipeline": pipeline.name},
     )
+    source_jobs = [
+        dg.define_asset_job(
+            f"{pipeline.name}_{key.to_python_identifier()}_job",
+            selection=dg.AssetSelection.assets(key),
+            description=f"Materialise source {key.to_user_string()} of {pipeline.name!r} (its "
+            "partitions differ from the rest of the pipeline, so it cannot share its job).",
+            tags={"lester/pipeline": pipeline.name},
+        )
+        for key in extra
+    ]
     schedules = []
     if pipeline.schedule:
         schedules.append(
@@ -71,12 +103,17 @@ def build_definitions(
                 description=f"Rematerialise every asset of {pipeline.name!r} from its sources.",
             )
         )
+    apply_job = build_apply_job(built, io_manager_key)
     return dg.Definitions(
         assets=list(built.assets),
         asset_checks=build_checks(built),
-        jobs=[job],
+        jobs=[job, *source_jobs, apply_job],
         schedules=schedules,
-        resources={io_manager_key: io_manager or LesterIOManager()},
+        sensors=[build_deletion_sensor(built, apply_job, io_manager_key)],
+        resources={
+            io_manager_key: io_manager or LesterIOManager(),
+            LEDGER_KEY: ledger or LesterLedger(),
+        },
     )
 
 
@@ -101,7 +138,10 @@ def _check_unique(parts: list[tuple[str, dg.Definitions]]) -> None:
 
 
 def discover_definitions(
-    package: str, *, io_manager: LesterIOManager | None = None
+    package: str,
+    *,
+    io_manager: LesterIOManager | None = None,
+    ledger: LesterLedger | None = None,
 ) -> dg.Definitions:
     """One ``Definitions`` for every pipeline module of ``package`` (see the convention in the
     module docstring); modules are imported in name order."""
@@ -110,6 +150,7 @@ def discover_definitions(
     if paths is None:
         raise PlanError(f"{package!r} is a module, not a package; pass the package's name")
     manager = io_manager or LesterIOManager()
+    shared_ledger = ledger or LesterLedger()
     parts: list[tuple[str, dg.Definitions]] = []
     names: dict[str, str] = {}
     for info in sorted(pkgutil.iter_modules(paths), key=lambda i: i.name):
@@ -130,12 +171,12 @@ def discover_definitions(
                     "rename one"
                 )
             names[pipeline.name] = module.__name__
-            defs = build_definitions(pipeline, translator, io_manager=manager)
+            defs = build_definitions(pipeline, translator, io_manager=manager, ledger=shared_ledger)
             parts.append((f"{module.__name__} ({pipeline.name})", defs))
         extra = getattr(module, "defs", None)
         if isinstance(extra, dg.Definitions):
             parts.append((f"{module.__name__}.defs", extra))
     _check_unique(parts)
     if not parts:
-        return dg.Definitions(resources={IO_MANAGER_KEY: manager})
+        return dg.Definitions(resources={IO_MANAGER_KEY: manager, LEDGER_KEY: shared_ledger})
     return dg.Definitions.merge(*(defs for _, defs in parts))

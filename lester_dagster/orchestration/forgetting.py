@@ -37,6 +37,7 @@ import dagster as dg
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import scipy.sparse as sp
 
 from lester_dagster.errors import ArtifactNotFoundError, PlanError
 from lester_dagster.features.matrix import FeatureMatrix
@@ -65,6 +66,7 @@ __all__ = [
     "ApplyReport",
     "Commit",
     "Deletions",
+    "affected_targets",
     "apply_deletions",
     "deletions_of",
     "stored_partitions",
@@ -203,6 +205,16 @@ def _null_values(data: pd.DataFrame, rows: npt.NDArray[np.intp], column: str) ->
     out = data.copy()
     out[column] = values
     return out
+
+
+def _same_rows(a: FrameArtifact, b: FrameArtifact) -> bool:
+    """Same rows (provenance and values, in order); the key indexes are then the same too, as
+    the store keeps only the keys that rows mention."""
+    if len(a) != len(b) or set(a.prov.sources) != set(b.prov.sources):
+        return False
+    if any(not np.array_equal(a.prov.keys[s], b.prov.keys[s]) for s in a.prov.sources):
+        return False
+    return bool(a.data.reset_index(drop=True).equals(b.data.reset_index(drop=True)))
 
 
 class _Run:
@@ -465,18 +477,20 @@ class _Run:
         parts: dict[Partition, FrameArtifact] = {}
         any_change = False
         for partition in stored:
-            if partition in changed and partition in prepared:
-                started = time.perf_counter()
-                old_rows = int(self.io.manifest(key, partition).rows or 0)
-                new = steps.split_rows(self.pipeline, prepared[partition], side)
-                self.commit(
-                    key, partition, new, before=old_rows, after=len(new), started=started,
-                    strategy="rows",
-                )  # fmt: skip
-                parts[partition] = new
-                any_change = True
-            else:
-                parts[partition] = self.io.load(key, partition)
+            current = self.io.load(key, partition)
+            parts[partition] = current
+            if partition not in changed or partition not in prepared:
+                continue
+            started = time.perf_counter()
+            new = steps.split_rows(self.pipeline, prepared[partition], side)
+            if _same_rows(current, new):
+                continue
+            self.commit(
+                key, partition, new, before=len(current), after=len(new), started=started,
+                strategy="rows",
+            )  # fmt: skip
+            parts[partition] = new
+            any_change = True
         return parts, any_change
 
     # -- 4. training ---------------------------------------------------------------------------
@@ -563,7 +577,11 @@ class _Run:
         started = time.perf_counter()
         old = self.io.load(x_key)
         changed_blocks = sorted({b for u in updates for b in u.reencoded_blocks})
-        if refit:
+        if len(test) == 0:  # every test row deleted: encoders refuse empty input
+            width = state.features.shape[1]
+            empty = sp.csr_matrix((0, width)) if sp.issparse(state.X) else np.zeros((0, width))
+            matrix = FeatureMatrix(empty, test.prov, state.features.blocks, old.resolve)
+        elif refit:
             matrix = steps.encode_test(state, test)
         else:
             rows = positions_in(row_identity(old.prov), row_identity(test.prov))
@@ -606,6 +624,59 @@ def key_indexes_for(
             if isinstance(art, FrameArtifact) and name in art.key_indexes:
                 out[name] = art.key_indexes[name]
                 break
+    return out
+
+
+def _holds(art: FrameArtifact, ids: Mapping[str, Ids], instance: Mapping[str, Ids]) -> bool:
+    """True if a row of ``art`` derives from ``ids`` or its key indexes hold a deleted key."""
+    if rows_mentioning(art.prov, ids).size:
+        return True
+    return any(
+        source in art.key_indexes and bool(art.key_indexes[source].index.isin(gone).any())
+        for source, gone in instance.items()
+    )
+
+
+def affected_targets(
+    pipeline: LesterPipeline,
+    assets: PipelineAssets,
+    io: LesterIOManager,
+    requests: Iterable[Request],
+) -> list[tuple[dg.AssetKey, Partition]]:
+    """The stored artifacts (asset, partition) holding rows that ``requests`` reach, found
+    through their provenance, or a deleted key in their key indexes; X, y and the model when
+    any training or test row is reached.
+    A plan that needs a recompute for a touched source (:func:`deletion_rule`) reaches every
+    partition of the prepared rows, train and test."""
+    batch = list(requests)
+    if not batch:
+        return []
+    deletions = deletions_of(batch, key_indexes_for(pipeline, assets, io))
+    every = deletions.all_ids()
+    out: list[tuple[dg.AssetKey, Partition]] = []
+    samples: dict[str, FrameArtifact] = {}
+    for name in pipeline.sources:
+        key = assets.key("source", name)
+        for partition in stored_partitions(io, key):
+            art = io.load(key, partition)
+            samples.setdefault(name, art)
+            if _holds(art, every, deletions.instance):
+                out.append((key, partition))
+    touched = set(deletions.instance) | set(deletions.values)
+    recompute = False
+    if len(samples) == len(pipeline.sources):
+        plan = pipeline.prepare(**steps.source_frames(pipeline, samples))
+        recompute = any(deletion_rule(plan.node, s)[0] == "recompute" for s in touched)
+    reached = False
+    for kind in ("prepared", "train", "test"):
+        key = assets.key(kind)
+        for partition in stored_partitions(io, key):
+            if recompute or _holds(io.load(key, partition), every, deletions.instance):
+                out.append((key, partition))
+                reached = True
+    if reached:
+        for kind in ("X_train", "y_train", "model", "X_test", "y_test"):
+            out.append((assets.key(kind), None))  # type: ignore[arg-type]
     return out
 
 

@@ -220,3 +220,16 @@ def test_mixed_batch_and_rerun_is_a_no_op(data: Path, tmp_path: Path) -> None:
         drop_customers=customers, drop_mails=mails[:1], null_subjects=mails[1:],
     )  # fmt: skip
     assert_equal_to_oracle(io, oracle)
+
+
+def test_deleting_every_test_row_leaves_empty_test_artifacts(data: Path, tmp_path: Path) -> None:
+    pipeline, io, ledger = _setup(data, tmp_path)
+    test_customers = sorted(set(_load(io, "test").data["customer_id"].tolist()))
+    train_before = len(_load(io, "train"))
+    request = ledger.submit(pipeline.name, "customers", test_customers)
+    _apply(pipeline, io, [request])
+    assert len(_load(io, "test")) == 0
+    assert _load(io, "X_test").shape[0] == 0
+    assert _load(io, "X_test").shape[1] == _load(io, "X_train").shape[1]
+    assert len(_load(io, "y_test")) == 0
+    assert len(_load(io, "train")) == train_before  # the split never moves training rows

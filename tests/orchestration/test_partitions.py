@@ -477,3 +477,29 @@ def test_a_partition_whose_file_vanished_says_to_reload(
     (tmp_path / "m1.csv").unlink()
     with pytest.raises(SourceError, match="reload the code location"):
         read_source("mails", spec, tmp_path / "m1.csv")
+
+
+@pytest.mark.parametrize(("by", "partitions"), [("customers", 3), ("mails", 3), ("mails", 0)])
+def test_every_job_resolves_with_mixed_partitions(
+    pipeline: LesterPipeline, mail_dir: Path, by: str, partitions: int
+) -> None:
+    """A Dagster job holds assets of one partitions definition: a source partitioned unlike
+    the prepared rows gets a job of its own, and every job (and the code location) resolves."""
+    split = per_file(pipeline, mail_dir / "*.csv", by=by, partitions=partitions)
+    defs = build_definitions(split)
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert f"{split.name}_job" in jobs
+    main = defs.resolve_job_def(f"{split.name}_job")
+    selected = {k.to_user_string() for k in main.asset_layer.selected_asset_keys}
+    specs = asset_specs(defs)
+    kinds = {
+        str(specs[k].partitions_def.get_partition_keys()) if specs[k].partitions_def else None
+        for k in selected
+    } - {None}
+    assert len(kinds) <= 1  # one partitions definition per job
+    covered = set(selected)
+    for name in jobs - {f"{split.name}_job"}:
+        job = defs.resolve_job_def(name)
+        if job.asset_layer is not None:
+            covered |= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert set(specs) <= covered  # every asset can be materialised by some job
