@@ -18,6 +18,7 @@ from lester_dagster.orchestration.definitions import (
     build_definitions,
     discover_definitions,
     job_name,
+    pipeline_resources,
     schedule_name,
 )
 from lester_dagster.orchestration.discovery import discover_pipelines, find_pipeline
@@ -33,15 +34,18 @@ from lester_dagster.orchestration.pipeline import (
     SplitSpec,
     Step,
 )
+from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.submit import forget, submit_deletion
 from lester_dagster.orchestration.translator import LesterTranslator
 
 __all__ = [
     "IO_MANAGER_KEY",
+    "LEDGER_KEY",
     "LEDGER_WATERMARK",
     "FrameArtifact",
     "LabelsArtifact",
     "LesterIOManager",
+    "LesterLedger",
     "LesterPipeline",
     "LesterTranslator",
     "PipelineAssets",
@@ -58,6 +62,7 @@ __all__ = [
     "forget",
     "job_name",
     "lester_home",
+    "pipeline_resources",
     "schedule_name",
     "submit_deletion",
 ]

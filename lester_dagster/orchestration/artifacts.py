@@ -23,13 +23,17 @@ import pandas as pd
 from lester_dagster.errors import ArtifactError
 from lester_dagster.features.matrix import FeatureMatrix, Labels
 from lester_dagster.frame import ColumnRef, KeyResolver, Prov, Result, restore_result
+from lester_dagster.frame.provenance import Ids
 
 __all__ = [
     "FrameArtifact",
     "LabelsArtifact",
+    "forget_in_source",
     "key_indexes_of",
     "lineage_from_json",
     "lineage_to_json",
+    "with_missing",
+    "without_keys",
 ]
 
 ColumnLineage = Mapping[str, frozenset[ColumnRef]]
@@ -124,6 +128,70 @@ class LabelsArtifact:
 
     def __len__(self) -> int:
         return len(self.labels.y)
+
+
+def without_keys(
+    indexes: Mapping[str, pd.DataFrame], instance: Mapping[str, Ids]
+) -> dict[str, pd.DataFrame]:
+    """``indexes`` without the entries of the deleted keys ``instance`` (source -> key ids)."""
+    out = dict(indexes)
+    for source, ids in instance.items():
+        index = out.get(source)
+        if index is not None and len(ids):
+            out[source] = index.loc[~index.index.isin(np.asarray(ids, dtype=np.uint64))]
+    return out
+
+
+def with_missing(data: pd.DataFrame, rows: npt.NDArray[np.intp], column: str) -> pd.DataFrame:
+    """``data`` with ``column`` missing at ``rows``, typed as a reader would type a column
+    with gaps (integers become floats, booleans objects)."""
+    series = data[column]
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iub":
+        # numpy integers and booleans cannot hold a gap: as a reader types such a column
+        series = series.astype("float64" if series.dtype.kind != "b" else object)
+    values = series.copy()
+    values.iloc[rows] = None
+    out = data.copy()
+    out[column] = values
+    return out
+
+
+def forget_in_source(
+    art: FrameArtifact,
+    source: str,
+    records: Ids | None,
+    values: Mapping[str, Ids],
+) -> FrameArtifact | None:
+    """Rows of source ``source`` without the deleted ``records`` (key ids; their key index
+    entries go too) and with the deleted ``values`` (column -> key ids) missing; ``None`` if
+    nothing changes (what a deletion does to a source artifact, and what a rematerialisation
+    does to a freshly read source file)."""
+    ids = art.prov.keys.get(source)
+    if ids is None:
+        return None
+    changed = False
+    if records is not None and len(records):
+        drop = art.prov.rows_mentioning(source, records)
+        if drop.size:
+            art = art.take(np.setdiff1d(np.arange(len(art)), drop))
+            changed = True
+        index = art.key_indexes.get(source)
+        if index is not None and index.index.isin(records).any():
+            changed = True
+        art = FrameArtifact(
+            art.data, art.prov, art.lineage, without_keys(art.key_indexes, {source: records})
+        )
+    data = art.data
+    for column, column_ids in values.items():
+        if not len(column_ids):
+            continue
+        rows = art.prov.rows_mentioning(source, column_ids)
+        if rows.size and data[column].iloc[rows].notna().any():
+            data = with_missing(data, rows, column)
+            changed = True
+    if not changed:
+        return None
+    return FrameArtifact(data, art.prov, art.lineage, art.key_indexes)
 
 
 def key_indexes_of(value: FeatureMatrix) -> dict[str, pd.DataFrame]:

@@ -35,6 +35,7 @@ from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration import steps
 from lester_dagster.orchestration.artifacts import FrameArtifact
 from lester_dagster.orchestration.metadata import (
+    LEDGER_WATERMARK,
     SourceInfo,
     frame_metadata,
     labels_metadata,
@@ -48,6 +49,7 @@ from lester_dagster.orchestration.partitions import (
     source_partition,
 )
 from lester_dagster.orchestration.pipeline import LesterPipeline, Step, StepKind
+from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.translator import LesterTranslator
 
 __all__ = ["IO_MANAGER_KEY", "PipelineAssets", "build_assets"]
@@ -101,6 +103,13 @@ class PipelineAssets:
             name: (self.key("source", name), spec.key_columns)
             for name, spec in self.pipeline.sources.items()
         }
+
+
+def _watermark(context: AssetExecutionContext, pipeline: str) -> int:
+    """The ledger watermark (the highest applied request id of ``pipeline``) right now."""
+    ledger_resource: LesterLedger = getattr(context.resources, LEDGER_KEY)
+    with ledger_resource.open() as ledger:
+        return ledger.watermark(pipeline)
 
 
 def _callable_name(fn: object) -> str:
@@ -184,12 +193,32 @@ class _Factory:
         buckets = partitioning.source_buckets(name)
         per_file = name in partitioning.files
 
-        @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier())
+        pipeline_name = self.pipeline.name
+
+        @dg.multi_asset(
+            specs=[spec],
+            name=spec.key.to_python_identifier(),
+            required_resource_keys={LEDGER_KEY},
+        )
         def _source(context: AssetExecutionContext) -> dg.Output[FrameArtifact]:
             file = partitioning.file_of(name, context.partition_key) if per_file else None
             artifact, generated = steps.read_source(name, source_spec, file)
             if buckets:
                 artifact = source_partition(artifact, name, context.partition_key, buckets)
+            ledger_resource: LesterLedger = getattr(context.resources, LEDGER_KEY)
+            with ledger_resource.open() as ledger:
+                artifact, filtered = steps.apply_ledger(
+                    artifact,
+                    name,
+                    ledger.deleted_keys(pipeline_name, name),
+                    ledger.deleted_values(pipeline_name, name),
+                )
+                watermark = ledger.watermark(pipeline_name)
+            if filtered["records"] or filtered["values"]:
+                context.log.info(
+                    f"source {name!r}: the deletion ledger removed {filtered['records']} "
+                    f"record(s) and {filtered['values']} value(s) the file still holds"
+                )
             if generated:
                 context.log.info(
                     f"source {name!r}: {source_spec.file} was missing, so it was generated "
@@ -198,6 +227,8 @@ class _Factory:
             meta = frame_metadata(artifact, sources, lambda column, refs: ())
             meta["lester/path"] = dg.MetadataValue.path(str(file or source_spec.file))
             meta["lester/generated"] = generated
+            meta["lester/ledger_filtered"] = filtered
+            meta[LEDGER_WATERMARK] = watermark
             return dg.Output(artifact, metadata=meta)
 
         return _source
@@ -239,7 +270,12 @@ class _Factory:
                 (source_keys[r.source], r.column) for r in sorted(refs) if r.source in source_keys
             ]
 
-        @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier(), ins=ins)
+        @dg.multi_asset(
+            specs=[spec],
+            name=spec.key.to_python_identifier(),
+            ins=ins,
+            required_resource_keys={LEDGER_KEY},
+        )
         def _prepared(
             context: AssetExecutionContext, **inputs: FrameArtifact
         ) -> dg.Output[FrameArtifact]:
@@ -247,6 +283,7 @@ class _Factory:
             artifact, plan = steps.run_prepare(pipeline, loaded)
             meta = frame_metadata(artifact, sources, upstream)
             meta["lester/plan"] = dg.MetadataValue.md("```\n" + plan.explain() + "\n```")
+            meta[LEDGER_WATERMARK] = _watermark(context, pipeline.name)
             return dg.Output(artifact, metadata=meta)
 
         return _prepared
@@ -262,6 +299,7 @@ class _Factory:
             specs=[spec],
             name=spec.key.to_python_identifier(),
             ins={"prepared": dg.AssetIn(key=prepared_key)},
+            required_resource_keys={LEDGER_KEY},
         )
         def _split(
             context: AssetExecutionContext, prepared: FrameArtifact
@@ -275,6 +313,7 @@ class _Factory:
                 "side": side,
                 "of_rows": len(prepared),
             }
+            meta[LEDGER_WATERMARK] = _watermark(context, pipeline.name)
             return dg.Output(artifact, metadata=meta)
 
         return _split
@@ -298,18 +337,23 @@ class _Factory:
             specs=[x_spec, y_spec, model_spec],
             name=f"fit_{model_spec.key.to_python_identifier()}",
             ins={"train": dg.AssetIn(key=train_key)},
+            required_resource_keys={LEDGER_KEY},
         )
         def _fit(context: AssetExecutionContext, train: FrameArtifact) -> Iterator[dg.Output[Any]]:
             state = steps.fit_training(pipeline, train)
             labels = steps.training_labels(pipeline, state, train)
             strategies = update_strategies(state)
+            watermark = _watermark(context, pipeline.name)
             x_meta = matrix_metadata(state.features, sources, train_key)
+            x_meta[LEDGER_WATERMARK] = watermark
             x_meta["lester/update_strategy"] = {"encoders": strategies["encoders"]}
             yield dg.Output(state.features, output_name=names["X"], metadata=x_meta)
             y_meta = labels_metadata(labels.labels, sources, train_key)
+            y_meta[LEDGER_WATERMARK] = watermark
             y_meta["lester/update_strategy"] = {"labels": strategies["labels"]}
             yield dg.Output(labels, output_name=names["y"], metadata=y_meta)
             m_meta = model_metadata(state, sources, x_spec.key, y_spec.key)
+            m_meta[LEDGER_WATERMARK] = watermark
             yield dg.Output(state, output_name=names["model"], metadata=m_meta)
 
         return _fit
@@ -319,6 +363,7 @@ class _Factory:
         test_step = self.pipeline.step("test")
         spec = self.mapped(self.spec("X_test"), {test_key: self.all_partitions(test_step)})
         sources = self.built.sources
+        pipeline = self.pipeline
 
         @dg.multi_asset(
             specs=[spec],
@@ -327,12 +372,14 @@ class _Factory:
                 "test": dg.AssetIn(key=test_key),
                 "model": dg.AssetIn(key=model_key),
             },
+            required_resource_keys={LEDGER_KEY},
         )
         def _x_test(
             context: AssetExecutionContext, test: FrameArtifact, model: TrainingState
         ) -> dg.Output[Any]:
             matrix = steps.encode_test(model, test)
             meta = matrix_metadata(matrix, sources, test_key)
+            meta[LEDGER_WATERMARK] = _watermark(context, pipeline.name)
             meta["lester/encoding_from"] = model_key.to_user_string()
             return dg.Output(matrix, metadata=meta)
 
@@ -349,10 +396,13 @@ class _Factory:
             specs=[spec],
             name=spec.key.to_python_identifier(),
             ins={"test": dg.AssetIn(key=test_key)},
+            required_resource_keys={LEDGER_KEY},
         )
         def _y_test(context: AssetExecutionContext, test: FrameArtifact) -> dg.Output[Any]:
             labels = steps.testing_labels(pipeline, test)
-            return dg.Output(labels, metadata=labels_metadata(labels.labels, sources, test_key))
+            meta = labels_metadata(labels.labels, sources, test_key)
+            meta[LEDGER_WATERMARK] = _watermark(context, pipeline.name)
+            return dg.Output(labels, metadata=meta)
 
         return _y_test
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 import dagster as dg
 
@@ -34,7 +35,13 @@ from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.translator import LesterTranslator
 
-__all__ = ["build_definitions", "discover_definitions", "job_name", "schedule_name"]
+__all__ = [
+    "build_definitions",
+    "discover_definitions",
+    "job_name",
+    "pipeline_resources",
+    "schedule_name",
+]
 
 
 def job_name(pipeline: LesterPipeline) -> str:
@@ -45,6 +52,17 @@ def job_name(pipeline: LesterPipeline) -> str:
 def schedule_name(pipeline: LesterPipeline) -> str:
     """The pipeline's schedule: ``<name>_nightly``."""
     return f"{pipeline.name}_nightly"
+
+
+def pipeline_resources(
+    io_manager: LesterIOManager | None = None,
+    ledger: LesterLedger | None = None,
+    *,
+    io_manager_key: str = IO_MANAGER_KEY,
+) -> dict[str, Any]:
+    """The resources a pipeline's assets need, for ``dagster.materialize`` outside of a code
+    location: the IO manager and the deletion ledger (source assets filter what it deleted)."""
+    return {io_manager_key: io_manager or LesterIOManager(), LEDGER_KEY: ledger or LesterLedger()}
 
 
 def _job_selections(built: PipelineAssets) -> tuple[list[dg.AssetKey], list[dg.AssetKey]]:

@@ -53,7 +53,7 @@ from lester_dagster.ivm.frames import (
 )
 from lester_dagster.ivm.training import TrainingState, TrainingUpdate
 from lester_dagster.orchestration import steps
-from lester_dagster.orchestration.artifacts import FrameArtifact
+from lester_dagster.orchestration.artifacts import FrameArtifact, forget_in_source, without_keys
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
@@ -182,31 +182,6 @@ def stored_partitions(io: LesterIOManager, key: dg.AssetKey) -> list[Partition]:
     return list[Partition](names)
 
 
-def _without_keys(
-    indexes: Mapping[str, pd.DataFrame], instance: Mapping[str, Ids]
-) -> dict[str, pd.DataFrame]:
-    out = dict(indexes)
-    for source, ids in instance.items():
-        index = out.get(source)
-        if index is not None and len(ids):
-            out[source] = index.loc[~index.index.isin(np.asarray(ids, dtype=np.uint64))]
-    return out
-
-
-def _null_values(data: pd.DataFrame, rows: npt.NDArray[np.intp], column: str) -> pd.DataFrame:
-    """``data`` with ``column`` missing at ``rows``, typed as a reader would type a column
-    with gaps (integers become floats, booleans objects)."""
-    series = data[column]
-    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iub":
-        # numpy integers and booleans cannot hold a gap: as a reader types such a column
-        series = series.astype("float64" if series.dtype.kind != "b" else object)
-    values = series.copy()
-    values.iloc[rows] = None
-    out = data.copy()
-    out[column] = values
-    return out
-
-
 def _same_rows(a: FrameArtifact, b: FrameArtifact) -> bool:
     """Same rows (provenance and values, in order); the key indexes are then the same too, as
     the store keeps only the keys that rows mention."""
@@ -284,7 +259,12 @@ class _Run:
                 )
             for partition, art in parts.items():
                 started = time.perf_counter()
-                updated = self.forget_in_source(name, art)
+                updated = forget_in_source(
+                    art,
+                    name,
+                    self.deletions.instance.get(name),
+                    self.deletions.values.get(name, {}),
+                )
                 if updated is not None:
                     parts[partition] = updated
                     self.commit(
@@ -293,34 +273,6 @@ class _Run:
                     )  # fmt: skip
             out[name] = parts
         return out
-
-    def forget_in_source(self, name: str, art: FrameArtifact) -> FrameArtifact | None:
-        ids = art.prov.keys.get(name)
-        if ids is None:
-            return None
-        changed = False
-        gone = self.deletions.instance.get(name)
-        if gone is not None and len(gone):
-            drop = rows_mentioning(art.prov, {name: gone})
-            if drop.size:
-                keep = np.setdiff1d(np.arange(len(art)), drop)
-                art = art.take(keep)
-                changed = True
-            index = art.key_indexes.get(name)
-            if index is not None and index.index.isin(gone).any():
-                changed = True
-            art = FrameArtifact(
-                art.data, art.prov, art.lineage, _without_keys(art.key_indexes, {name: gone})
-            )
-        data = art.data
-        for column, col_ids in self.deletions.values.get(name, {}).items():
-            rows = rows_mentioning(art.prov, {name: col_ids})
-            if rows.size and data[column].iloc[rows].notna().any():
-                data = _null_values(data, rows, column)
-                changed = True
-        if not changed:
-            return None
-        return FrameArtifact(data, art.prov, art.lineage, art.key_indexes)
 
     # -- 2. prepared rows ----------------------------------------------------------------------
     def rules(self, sources: Mapping[str, FrameArtifact]) -> dict[str, tuple[DeletionRule, str]]:
@@ -417,7 +369,7 @@ class _Run:
         source[affected[replace >= 0]] = len(art) + replace[replace >= 0]
         appended = np.flatnonzero(positions_in(old_ids, fresh_ids) < 0) + len(art)
         order = np.concatenate([source[~removed], appended])
-        indexes = _without_keys(art.key_indexes, self.deletions.instance)
+        indexes = without_keys(art.key_indexes, self.deletions.instance)
         if fresh is None or len(fresh) == 0:
             if (
                 not removed.any()
@@ -437,7 +389,7 @@ class _Run:
             out.data,
             out.prov,
             out.lineage,
-            _without_keys(both.key_indexes, self.deletions.instance),
+            without_keys(both.key_indexes, self.deletions.instance),
         )
 
     def recompute_prepared(
@@ -531,7 +483,7 @@ class _Run:
         resolve = state.features.resolve
         if isinstance(resolve, KeyResolver):
             pruned = KeyResolver(
-                _without_keys(resolve.indexes, self.deletions.instance), strict=resolve.strict
+                without_keys(resolve.indexes, self.deletions.instance), strict=resolve.strict
             )
             state.features = FeatureMatrix(
                 state.features.X, state.features.prov, state.features.blocks, pruned
@@ -597,7 +549,7 @@ class _Run:
         resolve = matrix.resolve
         if isinstance(resolve, KeyResolver):
             resolve = KeyResolver(
-                _without_keys(resolve.indexes, self.deletions.instance), strict=resolve.strict
+                without_keys(resolve.indexes, self.deletions.instance), strict=resolve.strict
             )
             matrix = FeatureMatrix(matrix.X, matrix.prov, matrix.blocks, resolve)
         strategy = (

@@ -8,8 +8,9 @@ Every materialisation of a pipeline asset carries
   and test columns at the prepared asset's column; an X block at the train columns its
   transformer reads; y at the label inputs; the model's blocks at X_train's blocks and y_train);
 * ``lester/sources`` (per source its asset key and key columns), ``lester/provenance`` (layout,
-  monomials, rows and distinct keys per source) and ``lester/ledger_watermark`` (the last
-  deletion request applied to the artifact: ``None`` until the deletion ledger exists);
+  monomials, rows and distinct keys per source) and ``lester/ledger_watermark`` (the highest
+  id of an applied deletion request of the pipeline when the artifact was written; the assets
+  fill it in from the ledger resource);
 * for X: ``lester/column_ranges`` (per transformer its columns ``[start, stop)``, inputs and
   source columns); for X_train / y_train / model: ``lester/update_strategy`` (per encoder and
   for the model, the strategy later deletions will use: exact, stateless, newton+refine, refit
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 LEDGER_WATERMARK = "lester/ledger_watermark"
-"""Metadata key of the last deletion request applied (None until the deletion ledger lands)."""
+"""Metadata key of the highest applied deletion request id when the artifact was written."""
 
 SourceInfo = Mapping[str, tuple[dg.AssetKey, tuple[str, ...]]]
 """Per source name: its asset key and key columns."""

@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +32,13 @@ from lester_dagster.frame import (
     read_parquet,
     split_mask,
 )
+from lester_dagster.frame.result import hash_key_values
 from lester_dagster.ivm.training import TrainingState
-from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
+from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact, forget_in_source
 from lester_dagster.orchestration.pipeline import LesterPipeline, SourceSpec
 
 __all__ = [
+    "apply_ledger",
     "encode_test",
     "fit_training",
     "read_source",
@@ -93,6 +96,39 @@ def _read(name: str, spec: SourceSpec, file: Path) -> FrameArtifact:
     key = list(spec.key_columns) or None
     frame = reader(file, name=name, key=key, **dict(spec.read_options))
     return FrameArtifact.from_result(frame.execute())
+
+
+def apply_ledger(
+    artifact: FrameArtifact,
+    name: str,
+    deleted_keys: Sequence[Any],
+    deleted_values: Mapping[str, Sequence[Any]],
+) -> tuple[FrameArtifact, dict[str, int]]:
+    """Source ``name``'s rows as read, without the records the ledger deleted and with the
+    values it deleted missing (deleted data never comes back, even if the file still holds
+    it). Returns the rows and how many records / values were removed."""
+    index = artifact.key_indexes.get(name)
+    if index is None or (not deleted_keys and not deleted_values):
+        return artifact, {"records": 0, "values": 0}
+    records = hash_key_values(name, index, deleted_keys)
+    values = {c: hash_key_values(name, index, keys) for c, keys in deleted_values.items()}
+    missing = [c for c in values if c not in artifact.data.columns]
+    if missing:
+        raise SourceError(
+            f"source {name!r}: the deletion ledger deletes values of column(s) {missing}, which "
+            f"the file no longer has (columns: {artifact.columns}); the request cannot be "
+            "honoured on this file: restore the column or reject the request"
+        )
+    updated = forget_in_source(artifact, name, records, values)
+    if updated is None:
+        return artifact, {"records": 0, "values": 0}
+    removed = 0
+    for column, ids in values.items():  # values of kept records that are now missing
+        kept = np.setdiff1d(
+            artifact.prov.rows_mentioning(name, ids), artifact.prov.rows_mentioning(name, records)
+        )
+        removed += int(artifact.data[column].iloc[kept].notna().sum())
+    return updated, {"records": len(artifact) - len(updated), "values": removed}
 
 
 def source_frames(

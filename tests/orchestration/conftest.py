@@ -14,11 +14,11 @@ import pytest
 from definitions.complaints import make_pipeline
 from lester_dagster.examples.complaints_data import write_complaints
 from lester_dagster.orchestration import (
-    IO_MANAGER_KEY,
     LesterIOManager,
     LesterPipeline,
     build_definitions,
 )
+from lester_dagster.orchestration.definitions import pipeline_resources
 
 CUSTOMERS = 300
 EXAMPLE_KEYS = {
@@ -74,7 +74,7 @@ def materialise(
     assets: list[Any] = [*(defs.assets or ()), *(defs.asset_checks or ())]
     result = dg.materialize(
         assets,
-        resources={IO_MANAGER_KEY: manager},
+        resources=pipeline_resources(manager),
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=raise_on_error,
     )

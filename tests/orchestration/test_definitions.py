@@ -23,6 +23,7 @@ from lester_dagster.orchestration import (
     build_definitions,
     discover_definitions,
 )
+from lester_dagster.orchestration.definitions import pipeline_resources
 from tests.orchestration.conftest import EXAMPLE_KEYS, materialise
 
 
@@ -57,7 +58,7 @@ def test_missing_sources_are_generated_and_say_so(tmp_path: Path) -> None:
         result = dg.materialize(
             list(defs.assets or ()),
             selection=["customers", "mails"],
-            resources={IO_MANAGER_KEY: manager},
+            resources=pipeline_resources(manager),
             instance=dg.DagsterInstance.ephemeral(),
         )
         return {

@@ -19,8 +19,9 @@ from lester_dagster.examples.complaints_data import write_complaints
 from lester_dagster.features.matrix import FeatureMatrix
 from lester_dagster.ivm.frames import row_identity
 from lester_dagster.ivm.training import TrainingState
-from lester_dagster.orchestration import IO_MANAGER_KEY, build_assets, build_definitions
+from lester_dagster.orchestration import build_assets, build_definitions
 from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
+from lester_dagster.orchestration.definitions import pipeline_resources
 from lester_dagster.orchestration.forgetting import (
     ApplyReport,
     apply_deletions,
@@ -29,6 +30,7 @@ from lester_dagster.orchestration.forgetting import (
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import bucket_keys, concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.resources import LesterLedger
 from lester_dagster.store.ledger import Ledger
 from lester_dagster.store.requests import Request
 
@@ -96,7 +98,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return customers.parent
 
 
-def materialise_all(pipeline: LesterPipeline, base: Path) -> LesterIOManager:
+def materialise_all(
+    pipeline: LesterPipeline, base: Path, ledger: LesterLedger | None = None
+) -> LesterIOManager:
     """Every asset of ``pipeline``: per bucket the sources, then per bucket the prepared rows,
     train and test (prepared[b] reads all partitions of the other sources), then the rest."""
     manager = LesterIOManager(base_path=str(base))
@@ -121,7 +125,7 @@ def materialise_all(pipeline: LesterPipeline, base: Path) -> LesterIOManager:
                 assets,
                 selection=selection,
                 partition_key=partition,
-                resources={IO_MANAGER_KEY: manager},
+                resources=pipeline_resources(manager, ledger),
                 instance=instance,
             )
     return manager

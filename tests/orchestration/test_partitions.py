@@ -22,8 +22,9 @@ from lester_dagster.examples.complaints_data import KEPT_COUNTRIES, START_DATE, 
 from lester_dagster.frame import Frame, col
 from lester_dagster.frame.provenance import mix64
 from lester_dagster.ivm.training import TrainingState
-from lester_dagster.orchestration import IO_MANAGER_KEY, LesterIOManager, build_definitions
+from lester_dagster.orchestration import LesterIOManager, build_definitions
 from lester_dagster.orchestration.artifacts import FrameArtifact
+from lester_dagster.orchestration.definitions import pipeline_resources
 from lester_dagster.orchestration.partitions import file_partition_key, file_partitions
 from lester_dagster.orchestration.pipeline import LesterPipeline, SourceSpec
 from lester_dagster.orchestration.steps import read_source
@@ -69,7 +70,7 @@ def partitioned(pipeline: LesterPipeline, tmp_path_factory: pytest.TempPathFacto
                     assets,
                     selection=list(selection),
                     partition_key=bucket,
-                    resources={IO_MANAGER_KEY: manager},
+                    resources=pipeline_resources(manager),
                     instance=instance,
                 )
             )
@@ -77,7 +78,7 @@ def partitioned(pipeline: LesterPipeline, tmp_path_factory: pytest.TempPathFacto
         dg.materialize(
             assets,
             selection=list(UNPARTITIONED),
-            resources={IO_MANAGER_KEY: manager},
+            resources=pipeline_resources(manager),
             instance=instance,
         )
     )
@@ -237,7 +238,7 @@ def materialise_stages(pipeline: LesterPipeline, base: Path) -> Partitioned:
                         assets,
                         selection=selection,
                         partition_key=partition,
-                        resources={IO_MANAGER_KEY: manager},
+                        resources=pipeline_resources(manager),
                         instance=instance,
                     )
                 )

@@ -25,7 +25,6 @@ from lester_dagster.errors import (
 from lester_dagster.examples.complaints_data import write_complaints
 from lester_dagster.frame.provenance import hash_keys
 from lester_dagster.orchestration import (
-    IO_MANAGER_KEY,
     LesterIOManager,
     LesterPipeline,
     LesterTranslator,
@@ -34,6 +33,7 @@ from lester_dagster.orchestration import (
     forget,
     submit_deletion,
 )
+from lester_dagster.orchestration.definitions import pipeline_resources
 from lester_dagster.orchestration.partitions import bucket_keys, bucket_of
 from lester_dagster.orchestration.submit import NOOP_RUN_ID, load_source_table
 from lester_dagster.store import Ledger
@@ -81,7 +81,7 @@ def _materialise(
         list(defs.assets or ()),
         selection=select,
         partition_key=partition,
-        resources={IO_MANAGER_KEY: manager},
+        resources=pipeline_resources(manager),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
@@ -300,7 +300,7 @@ def test_a_translators_key_prefix_locates_the_stored_asset(tmp_path: Path, ledge
     dg.materialize(
         list(defs.assets or ()),
         selection=["ml/customers"],
-        resources={IO_MANAGER_KEY: manager},
+        resources=pipeline_resources(manager),
         instance=dg.DagsterInstance.ephemeral(),
     )
     table = load_source_table(pipeline, "customers", io_manager=manager, translator=translator)

@@ -14,7 +14,6 @@ from sklearn.linear_model import LogisticRegression
 from lester_dagster.examples.complaints import prepare_frames
 from lester_dagster.frame import Frame, col
 from lester_dagster.orchestration import (
-    IO_MANAGER_KEY,
     LesterIOManager,
     LesterPipeline,
     LesterTranslator,
@@ -22,6 +21,7 @@ from lester_dagster.orchestration import (
     Step,
     build_definitions,
 )
+from lester_dagster.orchestration.definitions import pipeline_resources
 from tests.orchestration.conftest import EXAMPLE_KEYS
 
 
@@ -76,7 +76,7 @@ def test_a_subclass_changes_keys_groups_and_tags_and_still_runs(
     defs = build_definitions(pipeline, Prefixed(key_prefix="ml"), io_manager=manager)
     result = dg.materialize(
         [*(defs.assets or ()), *(defs.asset_checks or ())],
-        resources={IO_MANAGER_KEY: manager},
+        resources=pipeline_resources(manager),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert all(c.passed for c in result.get_asset_check_evaluations())
