@@ -5,7 +5,8 @@
   ``<name>_nightly`` running that job on ``pipeline.schedule`` (a cron; created stopped, turn
   it on in the UI), the IVM job ``<name>_apply_deletions`` with the sensor
   ``<name>_deletion_sensor`` that launches it (:mod:`lester_dagster.orchestration.deletions`),
-  and the IO manager and ledger resources.
+  ``forget_job`` (file a deletion request from the launchpad), and the IO manager and ledger
+  resources.
 * :func:`discover_definitions`: every pipeline module in a package (the code location
   ``definitions/``) merged into one ``Definitions``.
 
@@ -30,6 +31,7 @@ from lester_dagster.orchestration.assets import IO_MANAGER_KEY, PipelineAssets, 
 from lester_dagster.orchestration.checks import build_checks
 from lester_dagster.orchestration.deletions import build_apply_job, build_deletion_sensor
 from lester_dagster.orchestration.discovery import _pipelines_of
+from lester_dagster.orchestration.forget_job import build_forget_job
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
@@ -86,8 +88,11 @@ def build_definitions(
     io_manager: LesterIOManager | None = None,
     io_manager_key: str = IO_MANAGER_KEY,
     ledger: LesterLedger | None = None,
+    with_forget_job: bool = True,
 ) -> dg.Definitions:
-    """Dagster definitions of one pipeline (see the module docstring)."""
+    """Dagster definitions of one pipeline (see the module docstring); ``with_forget_job``:
+    include ``forget_job`` for this pipeline (:func:`discover_definitions` adds one for all
+    pipelines instead)."""
     if not isinstance(pipeline, LesterPipeline):
         raise PlanError(
             f"build_definitions() takes a LesterPipeline, got {type(pipeline).__name__}"
@@ -125,7 +130,16 @@ def build_definitions(
     return dg.Definitions(
         assets=list(built.assets),
         asset_checks=build_checks(built),
-        jobs=[job, *source_jobs, apply_job],
+        jobs=[
+            job,
+            *source_jobs,
+            apply_job,
+            *(
+                [build_forget_job({pipeline.name: (pipeline, translator)}, io_manager_key)]
+                if with_forget_job
+                else []
+            ),
+        ],
         schedules=schedules,
         sensors=[build_deletion_sensor(built, apply_job, io_manager_key)],
         resources={
@@ -169,6 +183,7 @@ def discover_definitions(
         raise PlanError(f"{package!r} is a module, not a package; pass the package's name")
     manager = io_manager or LesterIOManager()
     shared_ledger = ledger or LesterLedger()
+    pipelines: dict[str, tuple[LesterPipeline, LesterTranslator | None]] = {}
     parts: list[tuple[str, dg.Definitions]] = []
     names: dict[str, str] = {}
     for info in sorted(pkgutil.iter_modules(paths), key=lambda i: i.name):
@@ -195,6 +210,9 @@ def discover_definitions(
         if isinstance(extra, dg.Definitions):
             parts.append((f"{module.__name__}.defs", extra))
     _check_unique(parts)
+    if pipelines:
+        forget = build_forget_job(pipelines, IO_MANAGER_KEY)
+        parts.append(("forget_job", dg.Definitions(jobs=[forget])))
     if not parts:
         return dg.Definitions(resources={IO_MANAGER_KEY: manager, LEDGER_KEY: shared_ledger})
     return dg.Definitions.merge(*(defs for _, defs in parts))
