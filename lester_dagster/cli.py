@@ -7,6 +7,13 @@
               ``lester-dagster forget customers a@example.org --by email``,
               ``lester-dagster forget mails 3 --columns subject``
 ``requests``  list the deletion requests of the ledger with their status
+``trace``     every stored artifact row, X row and column, and the model that a key reaches,
+              with its deletion status: ``lester-dagster trace customers 17``
+``verify``    check every stored artifact against the deletions in effect (no row of a deleted
+              record, deleted values missing and re-executed, with ``--model`` the model equal
+              to a refit); exits 1 on a violation: ``lester-dagster verify --model``
+
+Exit codes: 0 ok, 1 a check failed (``verify``), 2 a usage or input error.
 """
 
 from __future__ import annotations
@@ -108,6 +115,45 @@ def _parser() -> argparse.ArgumentParser:
     requests.add_argument("--status", choices=STATUSES, help="only requests with this status")
     requests.add_argument("--ledger", metavar="URL", help="ledger database URL (default: SQLite)")
     requests.add_argument("--json", action="store_true", help="print the requests as JSON")
+
+    trace = sub.add_parser(
+        "trace",
+        help="list every stored artifact row, X row and column, and the model a key reaches",
+        description="Trace one record of a source through the stored artifacts (rows per asset "
+        "and partition, X rows and the X columns holding the source's data, the model's "
+        "training rows) and show its deletion status in the ledger; works before and after a "
+        "deletion (after it, the record reaches nothing).",
+    )
+    trace.add_argument("source", help="the source of the record, e.g. customers")
+    trace.add_argument(
+        "key",
+        metavar="KEY",
+        help="the record's key (read as the key column's dtype; a composite key as a JSON list)",
+    )
+    verify = sub.add_parser(
+        "verify",
+        help="check that no stored artifact holds data of a deleted record or value",
+        description="Check every stored artifact against the deletions in effect (applied and "
+        "running requests): no row derives from a deleted record, deleted values are missing "
+        "in the sources, rows and X rows of records with deleted values equal a re-execution; "
+        "with --model also that the model equals a refit on its remaining training data. Exits "
+        "0 if everything holds, 1 if anything is left behind, 2 on a usage or input error.",
+    )
+    verify.add_argument(
+        "--model", action="store_true", help="also compare the model with a refit (expensive)"
+    )
+    for command in (trace, verify):
+        command.add_argument("--pipeline", metavar="NAME", help="default: the only pipeline")
+        command.add_argument(
+            "--package",
+            default="definitions",
+            help="package of the pipelines (default %(default)s)",
+        )
+        command.add_argument(
+            "--ledger", metavar="URL", help="ledger database URL (default: SQLite)"
+        )
+        command.add_argument("--artifacts", metavar="DIR", help="artifact root of the pipeline")
+        command.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -245,6 +291,72 @@ def _requests(args: argparse.Namespace) -> int:
     return 0
 
 
+def _located(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The pipeline, its translator and the IO manager that ``--pipeline``, ``--package`` and
+    ``--artifacts`` name (default root: the package's IO manager, else the default one)."""
+    from lester_dagster.orchestration.discovery import find_pipeline_and_translator
+    from lester_dagster.orchestration.io_manager import LesterIOManager
+    from lester_dagster.orchestration.submit import _io_manager_of
+
+    pipeline, translator = find_pipeline_and_translator(args.pipeline, args.package)
+    if args.artifacts is not None:
+        manager = LesterIOManager(base_path=str(args.artifacts))
+    else:
+        manager = _io_manager_of(args.package) or LesterIOManager()
+    return pipeline, translator, manager
+
+
+def _ledger_of(args: argparse.Namespace) -> Any:
+    """The ledger ``--ledger`` names; without it the default one if it exists (None: no
+    ledger, so nothing is deleted; none is created)."""
+    from lester_dagster.store.ledger import Ledger, default_ledger_path
+
+    if args.ledger is None and not default_ledger_path().exists():
+        return None
+    return Ledger(args.ledger)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from lester_dagster.orchestration.trace import trace
+
+    pipeline, translator, manager = _located(args)
+    ledger = _ledger_of(args)
+    try:
+        report = trace(
+            pipeline,
+            manager,
+            args.source,
+            _parse_key(args.key),
+            ledger=ledger,
+            translator=translator,
+        )
+    finally:
+        if ledger is not None:
+            ledger.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from lester_dagster.orchestration.verify import verify
+
+    pipeline, translator, manager = _located(args)
+    ledger = _ledger_of(args)
+    try:
+        report = verify(pipeline, manager, ledger, translator=translator, model=args.model)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 check failed, 2 usage or input error)."""
     args = _parser().parse_args(argv)
@@ -258,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _forget(args)
         if args.command == "requests":
             return _requests(args)
+        if args.command == "trace":
+            return _trace(args)
+        if args.command == "verify":
+            return _verify(args)
         return _generate(args)
     except LesterError as exc:
         print(f"error: {exc}", file=sys.stderr)

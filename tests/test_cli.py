@@ -230,3 +230,163 @@ def test_forget_needs_a_key(capsys: pytest.CaptureFixture[str]) -> None:
         main(["forget", "customers"])
     assert exc.value.code == 2
     assert "KEY" in capsys.readouterr().err
+
+
+# -- trace / verify ------------------------------------------------------------------------------
+
+PROOF_MODULE = """
+from pathlib import Path
+from definitions.complaints import make_pipeline
+pipeline = make_pipeline(Path({data!r}), 200)
+"""
+
+
+@pytest.fixture(scope="module")
+def materialised(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The running example on 200 customers, materialised once: (data, artifact root)."""
+    from definitions.complaints import make_pipeline
+    from lester_dagster.examples.complaints_data import write_complaints
+    from tests.orchestration.test_forgetting import materialise_all
+
+    tmp = tmp_path_factory.mktemp("proof")
+    write_complaints(tmp / "data", 200, seed=1)
+    materialise_all(make_pipeline(tmp / "data", 200), tmp / "artifacts")
+    return tmp / "data", tmp / "artifacts"
+
+
+@pytest.fixture
+def proof(
+    materialised: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[list[str], Path]]:
+    """A package ``lester_proof_pkg`` with that pipeline, a copy of its artifacts and the
+    options that point ``trace`` / ``verify`` / ``forget`` at them and at a temporary ledger."""
+    import shutil
+
+    data, artifacts = materialised
+    shutil.copytree(artifacts, tmp_path / "artifacts")
+    package = tmp_path / "lester_proof_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "complaints.py").write_text(PROOF_MODULE.format(data=str(data)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    options = ["--package", "lester_proof_pkg", "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}",
+               "--artifacts", str(tmp_path / "artifacts")]  # fmt: skip
+    yield options, tmp_path / "artifacts"
+    for name in [m for m in sys.modules if m.split(".")[0] == "lester_proof_pkg"]:
+        del sys.modules[name]
+
+
+def _apply_pending(options: list[str]) -> None:
+    """What the deletion sensor's run does: apply the pending requests by IVM."""
+    from lester_dagster.orchestration import LesterIOManager, build_assets, find_pipeline
+    from lester_dagster.orchestration.forgetting import apply_deletions
+    from lester_dagster.store.ledger import Ledger
+
+    pipeline = find_pipeline(None, "lester_proof_pkg")
+    io = LesterIOManager(base_path=options[options.index("--artifacts") + 1])
+    with Ledger(options[options.index("--ledger") + 1]) as ledger:
+        ids = [r.id for r in ledger.pending(pipeline.name)]
+        ledger.claim(ids, "cli-test")
+        apply_deletions(pipeline, build_assets(pipeline), io, [ledger.get(i) for i in ids],
+                        run_id="cli-test")  # fmt: skip
+        ledger.mark_applied(ids, "cli-test", {}, {"ok": True})
+
+
+def _train(artifacts: Path) -> pd.DataFrame:
+    import dagster as dg
+
+    from lester_dagster.orchestration import LesterIOManager
+
+    return LesterIOManager(base_path=str(artifacts)).load(dg.AssetKey("train")).data
+
+
+def test_trace_lists_a_customer_before_and_nothing_after_its_deletion(
+    proof: tuple[list[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    options, artifacts = proof
+    train = _train(artifacts)
+    customer = int(train.customer_id.value_counts().idxmax())
+    mails = sorted(train.mail_id[train.customer_id == customer].tolist())
+    assert main(["trace", "customers", str(customer), *options]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(": not deleted")
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert set(lines) == {"customers", "complaints", "train", "X_train", "y_train", "model"}
+    assert "mails " + ", ".join(map(str, mails)) in lines["train"]
+    assert f"trained on {len(mails)} of its {len(train)} rows" in lines["model"]
+    assert "columns country [" in lines["X_train"]
+
+    assert main(["forget", "customers", str(customer), *options]) == 0
+    capsys.readouterr()
+    _apply_pending(options)
+    assert main(["trace", "customers", str(customer), *options, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["key"], doc["status"], doc["reaches"]) == (customer, "deleted by request #1", [])
+    assert main(["trace", "customers", str(customer), *options]) == 0
+    assert "reaches nothing" in capsys.readouterr().out
+
+
+def test_verify_exits_0_when_forgotten_and_1_when_data_is_left(
+    proof: tuple[list[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dagster as dg
+
+    from lester_dagster.orchestration import LesterIOManager
+
+    options, artifacts = proof
+    train = _train(artifacts)
+    customer = int(train.customer_id.min())
+    io = LesterIOManager(base_path=str(artifacts))
+    old_train = io.load(dg.AssetKey("train"))
+    assert main(["verify", *options]) == 0  # nothing deleted yet
+    assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("verification ok")
+    assert main(["forget", "customers", str(customer), *options]) == 0
+    _apply_pending(options)
+    capsys.readouterr()
+    assert main(["verify", "--model", *options]) == 0
+    out = capsys.readouterr().out
+    assert "deleted records: 1 of customers" in out and "max |param diff| to a refit" in out
+
+    io.store(dg.AssetKey("train"), old_train)  # the deleted customer's rows come back
+    n = int((old_train.data.customer_id == customer).sum())
+    assert main(["verify", *options]) == 1
+    out = capsys.readouterr().out
+    left = [
+        f"train: {n} row(s) derived from a deleted record (customers: {n})",
+        "train: its key index of 'customers' still holds 1 deleted key(s)",
+    ]
+    assert all(f"- {line}" in out for line in left)
+    assert out.rstrip().splitlines()[-1].startswith("verification FAILED: 2 violation(s)")
+    assert main(["verify", *options, "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["requests"] == [1] and doc["violations"] == left
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["verify", "--pipeline", "other"], "no pipeline named 'other'"),
+        (["trace", "customers", "x"], "whose dtype is int64"),
+        (["trace", "clients", "1"], "unknown source 'clients'"),
+    ],
+)
+def test_trace_and_verify_input_errors_exit_2(
+    proof: tuple[list[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    options, _ = proof
+    assert main([*argv, *options]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+
+
+def test_verify_of_an_empty_artifact_root_exits_2(
+    proof: tuple[list[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options, _ = proof
+    empty = [*options[:-1], str(tmp_path / "nothing")]
+    assert main(["verify", *empty]) == 2
+    assert "materialise the pipeline first" in capsys.readouterr().err

@@ -6,7 +6,15 @@
   exactly as wide as its transformer blocks, which tile it without gaps;
 * ``row_counts_consistent`` on X_train (X_train rows == train rows == y_train length == rows
   the model was fitted on) and X_test (X_test rows == test rows == y_test length);
-* ``split_consistent`` on test: train rows + test rows == prepared rows.
+* ``split_consistent`` on test: train rows + test rows == prepared rows;
+* ``no_deleted_data`` on every asset: against the deletions in effect in the ledger (applied
+  and running requests), no row of the asset derives from a deleted record, no key index holds
+  a deleted key, deleted values are missing (sources), and rows and X rows of records with
+  deleted values equal a re-execution (:mod:`lester_dagster.orchestration.verify`; these
+  read the artifacts, not only their manifests, when there is a deletion);
+* ``model_equals_refit`` on the model: the model equals a refit on its remaining training
+  data. It refits, so it is kept out of ``<name>_job`` (:func:`on_demand_check_keys`): run it
+  from the asset's page in the UI.
 
 A check whose artifact is missing fails and says which asset to materialise. For a partitioned
 asset (per file or key-hash bucket, each asset with its own partitions) a check reads the
@@ -24,14 +32,28 @@ from typing import Any
 import dagster as dg
 from dagster import AssetCheckExecutionContext
 
-from lester_dagster.errors import ArtifactError, ArtifactNotFoundError
+from lester_dagster.errors import ArtifactError, ArtifactNotFoundError, LesterError
 from lester_dagster.frame import RESERVED_PREFIX
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LINEAGE_KEY, LesterIOManager
 from lester_dagster.orchestration.pipeline import StepKind
+from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
+from lester_dagster.orchestration.verify import (
+    DELETION_CHECKS,
+    MODEL_CHECK,
+    NO_DELETED_RECORDS,
+    VerifyReport,
+    requests_in_effect,
+    verify_assets,
+)
 from lester_dagster.store import Manifest
 
-__all__ = ["build_checks"]
+__all__ = ["MODEL_EQUALS_REFIT", "NO_DELETED_DATA", "build_checks", "on_demand_check_keys"]
+
+NO_DELETED_DATA = "no_deleted_data"
+"""The check on every asset that no data of a deleted record or value remains in it."""
+MODEL_EQUALS_REFIT = MODEL_CHECK
+"""The on-demand check that the model equals a refit on its remaining training data."""
 
 Verdict = tuple[bool, str, dict[str, Any]]
 Manifests = Callable[[dg.AssetKey], dict[str | None, Manifest]]
@@ -190,6 +212,121 @@ def _check(
     return _run
 
 
+def _verdict(report: VerifyReport, model: bool) -> tuple[str, dict[str, Any]]:
+    """The description and metadata of a deletion check's result: rows checked are the
+    asset's rows (``no_deleted_data``) or the model's training rows (``model_equals_refit``)."""
+    rows = report.checks[MODEL_CHECK if model else NO_DELETED_RECORDS].rows
+    meta: dict[str, Any] = {
+        "lester/deleted_keys_checked": report.keys_checked,
+        "lester/rows_checked": rows,
+        "lester/artifacts_checked": report.artifacts_checked,
+        "lester/requests": list(report.request_ids),
+        "lester/violations": report.violations[:20],
+    }
+    if not model:
+        compared = sum(c.rows for n, c in report.checks.items() if n != NO_DELETED_RECORDS)
+        meta["lester/value_rows_compared"] = compared
+    skipped = [why for c in report.checks.values() for why in c.skipped] + report.notes
+    if skipped:
+        meta["lester/skipped"] = skipped
+    if report.running:
+        meta["lester/running_requests"] = list(report.running)
+    if report.model is not None:
+        verdict = report.model.to_dict()
+        meta["lester/model"] = verdict
+        meta["lester/model_distance"] = verdict["distance"]
+        meta["lester/model_tolerance"] = report.model.tolerance
+    if not report.ok:
+        return "; ".join(report.violations[:5]), meta
+    if report.model is not None:
+        m = report.model
+        return (
+            f"equals a refit on its {rows} remaining training rows: max |param diff| "
+            f"{m.distance:.2e} <= {m.tolerance:.2e} ({m.strategy})",
+            meta,
+        )
+    ids = ", ".join(f"#{i}" for i in report.request_ids) or "none"
+    return (
+        f"no data of {report.keys_checked} deleted record(s)/value(s) in {rows} row(s) "
+        f"(requests in effect: {ids})",
+        meta,
+    )
+
+
+def _deletion_check(
+    built: PipelineAssets, asset: dg.AssetKey, name: str, description: str, model: bool
+) -> dg.AssetChecksDefinition:
+    resource_key = built.io_manager_key
+    checks = (MODEL_CHECK,) if model else DELETION_CHECKS
+
+    @dg.asset_check(
+        asset=asset,
+        name=name,
+        description=description,
+        required_resource_keys={resource_key, LEDGER_KEY},
+    )
+    def _run(context: AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        manager = getattr(context.resources, resource_key)
+        ledger_resource: LesterLedger = getattr(context.resources, LEDGER_KEY)
+        if not isinstance(manager, LesterIOManager):
+            return dg.AssetCheckResult(
+                passed=False,
+                description=f"resource {resource_key!r} is a {type(manager).__name__}, not a "
+                "LesterIOManager; the checks read the lester artifacts",
+            )
+        try:
+            with ledger_resource.open() as ledger:
+                requests, running = requests_in_effect(ledger, built.pipeline.name)
+            report = verify_assets(
+                built, manager, requests, running=running, only=[asset], checks=checks
+            )
+        except LesterError as exc:
+            return dg.AssetCheckResult(passed=False, description=str(exc))
+        text, meta = _verdict(report, model)
+        return dg.AssetCheckResult(
+            passed=report.ok,
+            description=text,
+            metadata=meta,
+            severity=dg.AssetCheckSeverity.ERROR,
+        )
+
+    return _run
+
+
+def on_demand_check_keys(built: PipelineAssets) -> list[dg.AssetCheckKey]:
+    """The checks that ``<name>_job`` leaves out (they are expensive: run them from the UI):
+    ``model_equals_refit``."""
+    return [dg.AssetCheckKey(built.key("model"), MODEL_EQUALS_REFIT)]
+
+
+def _deletion_checks(built: PipelineAssets) -> list[dg.AssetChecksDefinition]:
+    description = (
+        "No data of a deleted record or value remains (requests applied or running in the "
+        "deletion ledger): no row derives from a deleted record, no key index holds a deleted "
+        "key, deleted values are missing, and rows and X rows of records with deleted values "
+        "equal a re-execution of the plan (lester-dagster verify, for this asset)."
+    )
+    kinds: tuple[StepKind, ...] = (
+        "prepared", "train", "test", "X_train", "y_train", "model", "X_test", "y_test",
+    )  # fmt: skip
+    keys = [built.key("source", s) for s in built.pipeline.sources]
+    keys += [built.key(k) for k in kinds]
+    checks = [_deletion_check(built, key, NO_DELETED_DATA, description, False) for key in keys]
+    checks.append(
+        _deletion_check(
+            built,
+            built.key("model"),
+            MODEL_EQUALS_REFIT,
+            "On demand (not part of the pipeline's job: it refits the model): the model's "
+            "training rows are the stored train rows, its X equals encoders refitted on them, "
+            "and its parameters equal a refit on that data within the oracle's tolerance "
+            "(1e-9 relative to the largest parameter). Reports the distance.",
+            True,
+        )
+    )
+    return checks
+
+
 def build_checks(built: PipelineAssets) -> list[dg.AssetChecksDefinition]:
     """The asset checks of a pipeline's assets (see the module docstring)."""
     pipeline = built.pipeline
@@ -250,4 +387,5 @@ def build_checks(built: PipelineAssets) -> list[dg.AssetChecksDefinition]:
             [prepared, train],
         )
     )
+    checks.extend(_deletion_checks(built))
     return checks

@@ -28,7 +28,7 @@ import dagster as dg
 
 from lester_dagster.errors import PlanError
 from lester_dagster.orchestration.assets import IO_MANAGER_KEY, PipelineAssets, build_assets
-from lester_dagster.orchestration.checks import build_checks
+from lester_dagster.orchestration.checks import build_checks, on_demand_check_keys
 from lester_dagster.orchestration.deletions import build_apply_job, build_deletion_sensor
 from lester_dagster.orchestration.discovery import _pipelines_of
 from lester_dagster.orchestration.forget_job import build_forget_job
@@ -99,11 +99,14 @@ def build_definitions(
         )
     built = build_assets(pipeline, translator, io_manager_key=io_manager_key)
     main, extra = _job_selections(built)
+    # an asset job runs every check of its assets; the expensive ones run on demand only
+    on_demand = dg.AssetSelection.checks(*on_demand_check_keys(built))
     job = dg.define_asset_job(
         job_name(pipeline),
-        selection=dg.AssetSelection.assets(*main),
+        selection=dg.AssetSelection.assets(*main) - on_demand,
         description=f"Materialise every asset of pipeline {pipeline.name!r} from its sources."
-        + (" Sources partitioned differently have their own jobs." if extra else ""),
+        + (" Sources partitioned differently have their own jobs." if extra else "")
+        + " The model_equals_refit check runs on demand only (it refits the model).",
         tags={"lester/pipeline": pipeline.name},
     )
     source_jobs = [

@@ -5,11 +5,12 @@ files a request from the launchpad.
   config in the ledger, applies them to the stored artifacts by IVM
   (:func:`~lester_dagster.orchestration.forgetting.apply_deletions`), logs one
   ``AssetMaterialization`` per committed artifact (asset and partition, with
-  ``lester/requests_applied``, ``lester/update_strategy``, rows before/after, seconds), checks
-  that no committed artifact still holds a row derived from a deleted record, and only then
-  marks the requests applied with the run id, per-artifact timings and the verification. A
-  failure puts the requests back to pending with the error; re-executing the run (or the
-  sensor's next batch) completes them: artifacts already updated are skipped.
+  ``lester/requests_applied``, ``lester/update_strategy``, rows before/after, seconds), verifies
+  every stored artifact against the deletions in effect (the applied requests and its own:
+  :func:`~lester_dagster.orchestration.verify.verify_assets`, without the model's refit), and
+  only then marks the requests applied with the run id, per-artifact timings and the
+  verification. A failure puts the requests back to pending with the error; re-executing the
+  run (or the sensor's next batch) completes them: artifacts already updated are skipped.
 * ``<pipeline>_deletion_sensor``: each tick reads the pending requests filed after its cursor
   (the highest request id it has handed to a run), finds the artifacts they reach through the
   stored provenance (:func:`~lester_dagster.orchestration.forgetting.affected_targets`) and
@@ -29,28 +30,22 @@ materialisations.
 # op and sensor functions by identity, so annotations must be real objects, not strings.
 
 import json
-import time
-from typing import Any
 
 import dagster as dg
 import numpy as np
 from pydantic import Field
 
 from lester_dagster.errors import LedgerStateError, LesterError
-from lester_dagster.ivm.frames import rows_mentioning
-from lester_dagster.orchestration.artifacts import FrameArtifact
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.forgetting import (
     ApplyReport,
     Commit,
     affected_targets,
     apply_deletions,
-    deletions_of,
-    key_indexes_for,
-    stored_partitions,
 )
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
+from lester_dagster.orchestration.verify import requests_in_effect, verify_assets
 from lester_dagster.store.ledger import Ledger
 from lester_dagster.store.requests import Request
 
@@ -61,7 +56,6 @@ __all__ = [
     "build_apply_job",
     "build_deletion_sensor",
     "sensor_name",
-    "verify_deleted",
 ]
 
 APPLY_OP = "apply_deletions"
@@ -98,49 +92,6 @@ class ApplyDeletionsConfig(dg.Config):
 def _label(key: dg.AssetKey, partition: str | None) -> str:
     name = key.to_user_string()
     return f"{name}[{partition}]" if partition is not None else name
-
-
-def verify_deleted(
-    built: PipelineAssets, io: LesterIOManager, requests: list[Request]
-) -> dict[str, Any]:
-    """Check every stored frame, X and y artifact for rows derived from a record the
-    ``requests`` deleted (instance deletions) and for surviving values of deleted
-    (record, column) pairs in the sources; returns ``{"ok": bool, "violations": [...]}``."""
-    pipeline = built.pipeline
-    deletions = deletions_of(requests, key_indexes_for(pipeline, built, io))
-    violations: list[str] = []
-    kinds = ("prepared", "train", "test", "X_train", "y_train", "X_test", "y_test")
-    keys = [built.key("source", s) for s in pipeline.sources] + [built.key(k) for k in kinds]  # type: ignore[arg-type]
-    checked = 0
-    for key in keys:
-        for partition in stored_partitions(io, key):
-            value = io.load(key, partition)
-            prov = value.prov if hasattr(value, "prov") else value.labels.prov
-            checked += 1
-            hit = rows_mentioning(prov, deletions.instance)
-            if hit.size:
-                violations.append(
-                    f"{_label(key, partition)}: {hit.size} row(s) derived from a deleted record"
-                )
-            if isinstance(value, FrameArtifact):
-                for source, index in value.key_indexes.items():
-                    gone = deletions.instance.get(source)
-                    if gone is not None and index.index.isin(gone).any():
-                        violations.append(
-                            f"{_label(key, partition)}: the key index still holds a deleted "
-                            f"{source!r} key"
-                        )
-                for source, columns in deletions.values.items():
-                    if source not in pipeline.sources or key != built.key("source", source):
-                        continue
-                    for column, ids in columns.items():
-                        rows = rows_mentioning(value.prov, {source: ids})
-                        if rows.size and value.data[column].iloc[rows].notna().any():
-                            violations.append(
-                                f"{_label(key, partition)}: a deleted value of {column!r} "
-                                "is still stored"
-                            )
-    return {"ok": not violations, "violations": violations, "artifacts_checked": checked}
 
 
 def _claim(
@@ -222,9 +173,8 @@ def build_apply_job(built: PipelineAssets, io_manager_key: str) -> dg.JobDefinit
                 report: ApplyReport = apply_deletions(
                     pipeline, built, io, requests, run_id=run_id, on_commit=on_commit
                 )
-                started = time.perf_counter()
-                verification = verify_deleted(built, io, requests)
-                verification["seconds"] = round(time.perf_counter() - started, 6)
+                in_effect, running = requests_in_effect(ledger, pipeline.name, run_id=run_id)
+                verification = verify_assets(built, io, in_effect, running=running).to_dict()
             except Exception as exc:
                 ledger.release(ids, run_id, f"{type(exc).__name__}: {exc}")
                 raise

@@ -69,6 +69,9 @@ __all__ = [
     "affected_targets",
     "apply_deletions",
     "deletions_of",
+    "key_indexes_for",
+    "reexecute_all",
+    "reexecute_rows",
     "stored_partitions",
 ]
 
@@ -192,6 +195,45 @@ def _same_rows(a: FrameArtifact, b: FrameArtifact) -> bool:
     return bool(a.data.reset_index(drop=True).equals(b.data.reset_index(drop=True)))
 
 
+def reexecute_rows(
+    pipeline: LesterPipeline,
+    sources: Mapping[str, FrameArtifact],
+    source: str,
+    ids: Ids,
+) -> FrameArtifact:
+    """The prepared rows derived from records ``ids`` of ``source``, re-executed: the plan on
+    ``source`` restricted to those records (and its key index to their keys) and the other
+    ``sources`` in full, keeping the rows that mention the records. For a plan whose
+    :func:`deletion_rule` is ``"rows"`` these are exactly the rows a recompute derives from
+    the records (with their current values, e.g. a deleted value now missing)."""
+    art = sources[source]
+    rows = rows_mentioning(art.prov, {source: ids})
+    restricted = art.take(rows)
+    index = art.key_indexes.get(source)
+    indexes = dict(art.key_indexes)
+    if index is not None:
+        indexes[source] = index.loc[index.index.isin(restricted.prov.keys[source])]
+    inputs = dict(sources)
+    inputs[source] = FrameArtifact(restricted.data, restricted.prov, restricted.lineage, indexes)
+    result, _ = steps.run_prepare(pipeline, inputs)
+    return result.take(rows_mentioning(result.prov, {source: ids}))
+
+
+def reexecute_all(
+    pipeline: LesterPipeline, sources: Mapping[str, FrameArtifact], ids: Mapping[str, Ids]
+) -> FrameArtifact | None:
+    """:func:`reexecute_rows` for the records ``ids`` (source -> key ids) of every source, each
+    row once (a row derived from records of two of the sources is produced twice); ``None``
+    when ``ids`` names no record."""
+    parts = [reexecute_rows(pipeline, sources, s, i) for s, i in ids.items() if len(i)]
+    if not parts:
+        return None
+    fresh = concat_frames(parts)
+    identity = row_identity(fresh.prov)
+    _, first = np.unique(identity, return_index=True)
+    return fresh.take(np.sort(first))
+
+
 class _Run:
     def __init__(
         self,
@@ -283,27 +325,7 @@ class _Run:
 
     def fresh_rows(self, sources: Mapping[str, FrameArtifact]) -> FrameArtifact | None:
         """The prepared rows of the records whose values were deleted, re-executed."""
-        parts: list[FrameArtifact] = []
-        for source, ids in self.deletions.value_ids().items():
-            art = sources[source]
-            rows = rows_mentioning(art.prov, {source: ids})
-            restricted = art.take(rows)
-            index = art.key_indexes.get(source)
-            indexes = dict(art.key_indexes)
-            if index is not None:
-                indexes[source] = index.loc[index.index.isin(restricted.prov.keys[source])]
-            inputs = dict(sources)
-            inputs[source] = FrameArtifact(
-                restricted.data, restricted.prov, restricted.lineage, indexes
-            )
-            result, _ = steps.run_prepare(self.pipeline, inputs)
-            parts.append(result.take(rows_mentioning(result.prov, {source: ids})))
-        if not parts:
-            return None
-        fresh = concat_frames(parts)
-        identity = row_identity(fresh.prov)
-        _, first = np.unique(identity, return_index=True)
-        return fresh.take(np.sort(first))
+        return reexecute_all(self.pipeline, sources, self.deletions.value_ids())
 
     def prepared(
         self, sources: dict[str, dict[Partition, FrameArtifact]]
@@ -488,6 +510,9 @@ class _Run:
             state.features = FeatureMatrix(
                 state.features.X, state.features.prov, state.features.blocks, pruned
             )
+        # the unlearner drops removed rows lazily (tombstones); the stored model must not keep
+        # the forgotten rows' features, so they go before it is committed
+        state.unlearner.compact()
         return state, updates, bool(updates)
 
     # -- the whole run -------------------------------------------------------------------------

@@ -7,13 +7,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from lester_dagster.features.matrix import FeatureMatrix, Labels
-from lester_dagster.orchestration import FrameArtifact, LabelsArtifact, LesterPipeline, steps
-from tests.orchestration.conftest import Materialised
+from lester_dagster.orchestration import (
+    FrameArtifact,
+    LabelsArtifact,
+    LesterPipeline,
+    build_definitions,
+    steps,
+)
+from lester_dagster.orchestration.definitions import pipeline_resources
+from lester_dagster.orchestration.forgetting import stored_partitions
+from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.resources import LesterLedger
+from lester_dagster.store.ledger import Ledger
+from tests.orchestration.conftest import EXAMPLE_KEYS, Materialised
+from tests.orchestration.test_verify import Forgotten, make_forgotten
 
 Materialise = Callable[..., Materialised]
 
@@ -101,3 +114,98 @@ def test_rows_lost_in_the_split_fail_the_split_check(
     monkeypatch.setattr(steps, "split_rows", lose_one)
     run = materialise_with(pipeline, tmp_path, raise_on_error=False)
     assert _failed(run) == {("test", "split_consistent")}
+
+
+# -- no_deleted_data / model_equals_refit -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def forgotten(tmp_path_factory: pytest.TempPathFactory) -> Forgotten:
+    """After an IVM run of three requests (see ``tests/orchestration/test_verify.py``)."""
+    return make_forgotten(tmp_path_factory.mktemp("checks"))
+
+
+def _deletion_checks(
+    forgotten: Forgotten, io: LesterIOManager, ledger: Ledger, names: tuple[str, ...]
+) -> dict[tuple[str, str], Any]:
+    """Run only the named checks (no asset is materialised) on a store and ledger."""
+    url = str(ledger.url)
+    defs = build_definitions(forgotten.pipeline, io_manager=io, ledger=LesterLedger(url=url))
+    checks = [c for c in defs.asset_checks or () for k in c.check_keys if k.name in names]
+    result = dg.materialize(
+        [*(defs.assets or ()), *(defs.asset_checks or ())],
+        selection=dg.AssetSelection.checks(*checks),
+        resources=pipeline_resources(io, LesterLedger(url=url)),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    return {(e.asset_key.to_user_string(), e.check_name): e for e in
+            result.get_asset_check_evaluations()}  # fmt: skip
+
+
+def test_deletion_checks_pass_after_the_ivm_run(forgotten: Forgotten, tmp_path: Path) -> None:
+    io, ledger = forgotten.copy(tmp_path)
+    found = _deletion_checks(forgotten, io, ledger, ("no_deleted_data", "model_equals_refit"))
+    assert {a for a, name in found if name == "no_deleted_data"} == EXAMPLE_KEYS
+    assert ("model", "model_equals_refit") in found
+    assert all(e.passed for e in found.values()), {k: e.description for k, e in found.items()}
+    prepared = sum(
+        len(io.load(dg.AssetKey("complaints"), p).data)
+        for p in stored_partitions(io, dg.AssetKey("complaints"))
+    )
+    meta = {k: v.value for k, v in found["complaints", "no_deleted_data"].metadata.items()}
+    assert meta["lester/deleted_keys_checked"] == 3 + 3  # customers, and subjects of mails
+    assert meta["lester/rows_checked"] == prepared
+    assert meta["lester/requests"] == [1, 2, 3]
+    model = {k: v.value for k, v in found["model", "model_equals_refit"].metadata.items()}
+    assert float(model["lester/model_distance"]) <= model["lester/model_tolerance"]
+
+
+def test_no_deleted_data_fails_on_the_tampered_asset_only(
+    forgotten: Forgotten, tmp_path: Path
+) -> None:
+    io, ledger = forgotten.copy(tmp_path)
+    before = LesterIOManager(base_path=str(forgotten.before))
+    customer = forgotten.customers[0]
+    partition = next(
+        p for p in stored_partitions(before, dg.AssetKey("complaints"))
+        if (before.load(dg.AssetKey("complaints"), p).data.customer_id == customer).any()
+    )  # fmt: skip
+    io.store(dg.AssetKey("complaints"), before.load(dg.AssetKey("complaints"), partition),
+             partition)  # fmt: skip
+    found = _deletion_checks(forgotten, io, ledger, ("no_deleted_data",))
+    failed = {a for (a, _), e in found.items() if not e.passed}
+    assert failed == {"complaints"}
+    assert f"complaints[{partition}]: " in str(found["complaints", "no_deleted_data"].description)
+
+
+def test_model_equals_refit_fails_for_a_model_that_did_not_forget(
+    forgotten: Forgotten, tmp_path: Path
+) -> None:
+    io, ledger = forgotten.copy(tmp_path)
+    before = LesterIOManager(base_path=str(forgotten.before))
+    old = before.load(dg.AssetKey("model")).unlearner.model
+    state = io.load(dg.AssetKey("model"))
+    state.unlearner.model.coef_ = old.coef_.copy()
+    state.unlearner.model.intercept_ = old.intercept_.copy()
+    io.store(dg.AssetKey("model"), state)
+    found = _deletion_checks(forgotten, io, ledger, ("no_deleted_data", "model_equals_refit"))
+    assert {k for k, e in found.items() if not e.passed} == {("model", "model_equals_refit")}
+    assert "its parameters differ from a refit" in str(
+        found["model", "model_equals_refit"].description
+    )
+
+
+def test_model_equals_refit_is_left_out_of_the_main_job(pipeline: LesterPipeline) -> None:
+    defs = build_definitions(pipeline)
+    job = defs.resolve_job_def("complaints_job")
+    selected = {(k.asset_key.to_user_string(), k.name) for k in job.asset_layer.asset_graph
+                .asset_check_keys}  # fmt: skip
+    assert ("model", "no_deleted_data") in selected
+    assert ("model", "model_equals_refit") not in selected
+    every = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks or ()
+             for k in c.check_keys}  # fmt: skip
+    assert ("model", "model_equals_refit") in every  # defined: it runs on demand from the UI
+    (check,) = [c for c in defs.asset_checks or () for k in c.check_keys
+                if k.name == "model_equals_refit"]  # fmt: skip
+    assert "On demand" in str(check.get_spec_for_check_key(next(iter(check.check_keys)))
+                              .description)  # fmt: skip

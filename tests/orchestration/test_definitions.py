@@ -46,7 +46,9 @@ def test_the_job_runs_the_asset_checks(pipeline: LesterPipeline, tmp_path: Path)
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 12 and all(c.passed for c in checks)
+    # model_equals_refit (it refits the model) is left out of the job: it runs on demand
+    assert len(checks) == 22 and all(c.passed for c in checks)
+    assert "model_equals_refit" not in {c.check_name for c in checks}
 
 
 def test_missing_sources_are_generated_and_say_so(tmp_path: Path) -> None:

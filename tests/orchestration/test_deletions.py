@@ -23,12 +23,12 @@ from lester_dagster.orchestration.deletions import (
     REQUESTS_TAG,
     apply_job_name,
     sensor_name,
-    verify_deleted,
 )
 from lester_dagster.orchestration.forgetting import FAULT_ENV, stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
+from lester_dagster.orchestration.verify import verify_assets
 from lester_dagster.store.ledger import Ledger
 
 from .test_forgetting import (
@@ -166,7 +166,7 @@ def test_two_batches_and_an_insert_while_a_run_is_going_on(data: Path, tmp_path:
     with s.ledger() as ledger:
         assert [ledger.get(r.id).status for r in (first, second, third)] == ["applied"] * 3
         requests = [ledger.get(r.id) for r in (first, second, third)]
-    assert verify_deleted(build_assets(s.pipeline), s.io, requests)["ok"]
+    assert verify_assets(build_assets(s.pipeline), s.io, requests).ok
     oracle = _oracle(s.pipeline, data, tmp_path, drop_customers=customers, null_subjects=mails)
     assert_equal_to_oracle(s.io, oracle)
 

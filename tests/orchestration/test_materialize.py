@@ -214,7 +214,10 @@ def test_stored_x_resolves_source_keys_to_its_rows(
 
 def test_all_asset_checks_pass(run: Materialised) -> None:
     checks = run.checks()
-    assert len(checks) == 12
+    # 12 consistency checks, no_deleted_data on each of the 10 assets, model_equals_refit
+    assert len(checks) == 23
+    assert {a for a, name in checks if name == "no_deleted_data"} == EXAMPLE_KEYS
+    assert ("model", "model_equals_refit") in checks
     assert all(checks.values()), checks
     assert "rows agree" in run.check_description("X_train", "row_counts_consistent")
 
