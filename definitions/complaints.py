@@ -12,18 +12,14 @@ Preparation, features, label and model are those of
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
 from lester_dagster.errors import PlanError
-from lester_dagster.examples import complaints as example
-from lester_dagster.examples.complaints_data import write_complaints
-from lester_dagster.orchestration import LesterPipeline, SourceSpec, SplitSpec, lester_home
+from lester_dagster.examples.complaints_pipeline import DEFAULT_CUSTOMERS, make_pipeline
+from lester_dagster.orchestration import lester_home
 
 __all__ = ["DEFAULT_CUSTOMERS", "data_dir", "make_pipeline", "pipeline"]
-
-DEFAULT_CUSTOMERS = 2_000
 
 
 def data_dir() -> Path:
@@ -44,29 +40,6 @@ def _customers() -> int:
             f"got {text!r}; unset it for the default {DEFAULT_CUSTOMERS}"
         )
     return value
-
-
-def make_pipeline(directory: Path, customers: int = DEFAULT_CUSTOMERS) -> LesterPipeline:
-    """The running example reading (or generating) ``customers.csv`` and ``mails.csv`` in
-    ``directory``."""
-    generate = functools.partial(write_complaints, directory, customers, seed=0)
-    return LesterPipeline(
-        name="complaints",
-        description="The running example of the Lester paper: complaint mails of bank "
-        "customers, joined to the customers, labelled negative & premium.",
-        sources={
-            "customers": SourceSpec(
-                directory / "customers.csv", key="customer_id", generate=generate
-            ),
-            "mails": SourceSpec(directory / "mails.csv", key="mail_id", generate=generate),
-        },
-        prepare=example.prepare_frames,
-        split=SplitSpec(by="customers", test_fraction=0.2, seed=0),
-        features=example.feature_encoding,
-        label=example.label,
-        label_inputs=example.LABEL_INPUTS,
-        model=example.model,
-    )
 
 
 pipeline = make_pipeline(data_dir(), _customers())

@@ -1,27 +1,50 @@
-"""``lester-dagster demo``: the running example end to end, with a lineage trace.
+"""``lester-dagster demo``: the running example end to end on Dagster, with proof.
 
-The demo generates the data, runs the preparation with provenance, traces one customer (which
-prepared rows it reaches, which source columns feed each output column), trains the model,
-forgets the customer through IVM and checks the result against a full recompute without it.
-Later issues move this onto Dagster assets with a deletion ledger and sensor.
+1. generate the example's data (customers and their complaint mails) in ``<home>/data``;
+2. materialise every asset into a local Dagster instance (``<home>/dagster``, embedded SQLite
+   storage) with artifacts in ``<home>/artifacts`` and the ledger in ``<home>/ledger.db``;
+3. trace one customer through the prepared rows (row provenance and column lineage);
+4. file two deletion requests: the customer (instance deletion) and the leaked subject of
+   another customer's mail (value deletion);
+5. evaluate the deletion sensor and run the IVM job it requests (in process);
+6. check: the ledger marks both requests applied with a passing verification, and every
+   artifact equals a full recompute (a rematerialisation, which applies the ledger when it
+   reads the source files, into ``<home>/recompute``);
+7. print a summary: rows, assets, IVM time vs full recompute time, verification result.
+
+The exit code is 0 only if everything verified.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+import dagster as dg
 import pandas as pd
 
-from lester_dagster.examples.complaints import LABEL_INPUTS, feature_encoding, label, model, prepare
+from lester_dagster.errors import LesterError
 from lester_dagster.examples.complaints_data import write_complaints
-from lester_dagster.features.matrix import encode_labels, fit_encode
-from lester_dagster.frame import Result, execute
-from lester_dagster.ivm.oracle import compare_with_recompute
-from lester_dagster.ivm.training import TrainingState
+from lester_dagster.examples.complaints_pipeline import make_pipeline
+from lester_dagster.frame import Result
+from lester_dagster.orchestration import (
+    LesterIOManager,
+    LesterLedger,
+    build_assets,
+    build_definitions,
+    job_name,
+    pipeline_resources,
+    submit_deletion,
+)
+from lester_dagster.orchestration.compare import compare_stores
+from lester_dagster.orchestration.deletions import apply_job_name, apply_op_name, sensor_name
 
 __all__ = ["pick_customer", "run_demo", "trace_lines"]
+
+MARKER = ".lester-demo"
+_OWNED = ("data", "artifacts", "dagster", "recompute", "ledger.db")
 
 
 def pick_customer(result: Result) -> int:
@@ -54,84 +77,148 @@ def trace_lines(result: Result, source: str, key: object) -> list[str]:
     return lines
 
 
+def _prepare_home(home: Path) -> None:
+    """Start from a clean demo home; refuse to clear a directory the demo did not create."""
+    home.mkdir(parents=True, exist_ok=True)
+    marker = home / MARKER
+    leftovers = [p.name for p in home.iterdir() if p.name != MARKER and p.name not in _OWNED]
+    if leftovers and not marker.exists():
+        raise LesterError(
+            f"{home} holds {sorted(leftovers)[:5]} and is not a demo home (no {MARKER} "
+            "file); pass an empty directory or a previous demo's home with --home"
+        )
+    for name in _OWNED:
+        path = home / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    marker.write_text("created by lester-dagster demo; its contents are rewritten each run\n")
+
+
+def _materialise(defs: dg.Definitions, name: str, instance: dg.DagsterInstance) -> Any:
+    result = defs.resolve_job_def(name).execute_in_process(instance=instance)
+    if not result.success:  # pragma: no cover - raise_on_error raises first
+        raise LesterError(f"materialising {name} failed")
+    return result
+
+
+def _leaked_mail(train: pd.DataFrame, customer: int) -> int:
+    """A mail with a subject, of another customer (the 'leaked secret' of the story)."""
+    candidates = train[(train["customer_id"] != customer) & (train["title"].str.len() > 0)]
+    if candidates.empty:
+        raise LesterError("no other mail with a subject in the training data: use more --rows")
+    return int(candidates["mail_id"].min())
+
+
 def run_demo(home: Path, *, customers: int, seed: int, out: TextIO) -> int:
-    """Run the demo in ``home``; returns the exit code (0 when every check passed)."""
-    data_dir = Path(home) / "data"
-    print(f"lester-dagster demo: running example with {customers:,} customers in {home}", file=out)
+    """Run the demo in ``home``; returns the exit code (0 when everything verified)."""
+    home = Path(home)
+    _prepare_home(home)
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    say(f"lester-dagster demo: running example with {customers:,} customers in {home}")
     started = time.perf_counter()
-    customers_csv, mails_csv = write_complaints(data_dir, customers, seed=seed)
-    print(f"  generated {customers_csv.name} and {mails_csv.name} in "
-          f"{time.perf_counter() - started:.2f} s", file=out)  # fmt: skip
+    write_complaints(home / "data", customers, seed=seed)
+    say(f"  generated customers.csv and mails.csv in {time.perf_counter() - started:.2f} s")
 
+    pipeline = make_pipeline(home / "data", customers, seed=seed)
+    io = LesterIOManager(base_path=str(home / "artifacts"))
+    ledger = LesterLedger(url=f"sqlite:///{home / 'ledger.db'}")
+    defs = build_definitions(pipeline, io_manager=io, ledger=ledger)
+    built = build_assets(pipeline)
+    (home / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(home / "dagster"))
+
+    say("\n[1] materialise every asset (Dagster, local instance, embedded SQLite storage)")
     started = time.perf_counter()
-    prepared = prepare(customers_csv, mails_csv)
-    train_frame, _ = prepared.split(by="customers", test_fraction=0.2, seed=seed)
-    result, train = execute(prepared, train_frame)
-    took = time.perf_counter() - started
-    sizes = ", ".join(f"{name} {table.rows:,}" for name, table in result.sources.items())
-    print(f"  prepared {len(result):,} rows from {sizes} records in {took:.2f} s", file=out)
-    print("\nplan:", file=out)
-    for line in prepared.explain().splitlines():
-        print("  " + line, file=out)
+    result = _materialise(defs, job_name(pipeline), instance)
+    full_seconds = time.perf_counter() - started
+    rows: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        count = meta.get("dagster/row_count")
+        rows[event.asset_key.to_user_string()] = int(count.value) if count is not None else -1
+    say(f"  {len(rows)} assets in {full_seconds:.2f} s: "
+        + ", ".join(f"{k} {v:,}" for k, v in rows.items()))  # fmt: skip
 
-    customer = pick_customer(train)
-    print("\nlineage trace:", file=out)
-    for line in trace_lines(result, "customers", customer):
-        print("  " + line, file=out)
+    prepared = io.load(built.key("prepared")).to_result()
+    train = io.load(built.key("train"))
+    customer = pick_customer(train.to_result())
+    say("\n[2] lineage trace")
+    for line in trace_lines(prepared, "customers", customer):
+        say("  " + line)
 
-    # self-check: every row the customer reaches really derives from it, and no other row does
-    reached = set(result.lineage.forward("customers", [customer]))
-    from_customer = {
-        r for r in range(len(result)) if customer in result.lineage.backward(r).get("customers", [])
-    }
-    ok = reached == from_customer and len(reached) > 0
-    print(f"\nlineage check (forward == backward for customer {customer}): "
-          f"{'ok' if ok else 'FAILED'}", file=out)  # fmt: skip
-    ok = _forget(train, customer, customers_csv, mails_csv, Path(home), seed, out) and ok
-    print(f"\nverification: {'ok' if ok else 'FAILED'}", file=out)
+    mail = _leaked_mail(train.data, customer)
+    say(f"\n[3] file deletion requests: customer {customer} (all their data) and the subject "
+        f"of mail {mail} (a leaked value)")  # fmt: skip
+    submitted = time.perf_counter()
+    with ledger.open() as book:
+        forget_customer = submit_deletion(
+            pipeline, book, "customers", [customer], reason="demo: right to be forgotten",
+            requested_by="lester-dagster demo", io_manager=io,
+        )  # fmt: skip
+        forget_subject = submit_deletion(
+            pipeline, book, "mails", [mail], columns=["subject"],
+            reason="demo: a secret leaked into a mail subject", requested_by="lester-dagster demo",
+            io_manager=io,
+        )  # fmt: skip
+    ids = [forget_customer.id, forget_subject.id]
+    say(f"  requests {ids} are pending")
+
+    say(f"\n[4] sensor {sensor_name(pipeline.name)} -> run {apply_job_name(pipeline.name)}")
+    sensor = defs.resolve_sensor_def(sensor_name(pipeline.name))
+    tick = sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=pipeline_resources(io, ledger)
+        )
+    )
+    requests = list(tick.run_requests or [])
+    if len(requests) != 1:
+        say(f"  the sensor requested {len(requests)} runs: {tick.skip_message}")
+        return 1
+    request = requests[0]
+    targets = request.run_config["ops"][apply_op_name(pipeline.name)]["config"]["targets"]
+    say(f"  the sensor batched requests {request.tags['lester/requests']} and targets "
+        f"{len(targets)} artifacts: {', '.join(targets)}")  # fmt: skip
+    run = defs.resolve_job_def(apply_job_name(pipeline.name)).execute_in_process(
+        run_config=request.run_config, instance=instance, tags=request.tags
+    )
+    latency = time.perf_counter() - submitted
+    with ledger.open() as book:
+        applied = [book.get(i) for i in ids]
+    timings = dict(applied[0].timings)
+    ivm_seconds = float(timings.pop("total", float("nan")))
+    say(f"  run {run.run_id[:8]}: {'success' if run.success else 'FAILED'}; requests "
+        + ", ".join(f"#{r.id} {r.status}" for r in applied))  # fmt: skip
+    for label, seconds in timings.items():
+        say(f"    {label:<28} {seconds * 1000:8.1f} ms")
+    verification = applied[0].verification or {}
+    for name, strategy in (verification.get("strategies") or {}).items():
+        say(f"    strategy {name:<36} {strategy}")
+
+    say("\n[5] proof: every artifact against a full recompute without the deleted data")
+    recompute = LesterIOManager(base_path=str(home / "recompute"))
+    recompute_defs = build_definitions(pipeline, io_manager=recompute, ledger=ledger)
+    started = time.perf_counter()
+    _materialise(recompute_defs, job_name(pipeline), dg.DagsterInstance.ephemeral())
+    recompute_seconds = time.perf_counter() - started
+    comparison = compare_stores(built, io, recompute)
+    for line in comparison.lines():
+        say("  " + line)
+    ledger_ok = all(r.status == "applied" for r in applied) and bool(verification.get("ok"))
+    say(f"  ledger verification (no row derived from a deleted record, no deleted value "
+        f"stored): {'ok' if ledger_ok else 'FAILED'}")  # fmt: skip
+
+    ok = run.success and ledger_ok and comparison.ok
+    say("\nsummary")
+    say(f"  customers {customers:,}; prepared rows {rows.get('complaints', 0):,}; training rows "
+        f"{rows.get('train', 0):,}; assets {len(rows)}")  # fmt: skip
+    say(f"  IVM of 2 requests through every artifact, durably written: {ivm_seconds * 1000:.0f} ms")
+    say(f"  request to applied through the Dagster path (sensor tick + run): {latency:.2f} s")
+    say(f"  full recompute from the sources: {recompute_seconds:.2f} s "
+        f"({recompute_seconds / ivm_seconds:,.0f}x the IVM time)")  # fmt: skip
+    say(f"verification: {'ok' if ok else 'FAILED'}")
     return 0 if ok else 1
-
-
-def _retrain_seconds(train: Result) -> float:
-    started = time.perf_counter()
-    _, features = fit_encode(feature_encoding(), train)
-    model().fit(features.X, encode_labels(label, train).y)
-    return time.perf_counter() - started
-
-
-def _forget(
-    train: Result, customer: int, customers_csv: Path, mails_csv: Path, home: Path, seed: int,
-    out: TextIO,
-) -> bool:  # fmt: skip
-    """Train, forget ``customer`` through IVM, and compare with a recompute without it."""
-    print(f"\ntraining on {len(train):,} rows (80% split by customer key) ...", file=out)
-    state = TrainingState.fit(train, feature_encoding(), label, model(), label_inputs=LABEL_INPUTS)
-    retrain = _retrain_seconds(train)
-    old = {k: v.copy() for k, v in state.unlearner.parameters(state.model).items()}
-    update = state.forget("customers", [customer])
-    print(f"forgot customer {customer}: {update.rows_removed} training row(s) in "
-          f"{update.seconds * 1000:.1f} ms (retraining takes {retrain * 1000:.0f} ms, "
-          f"{retrain / update.seconds:,.0f}x)", file=out)  # fmt: skip
-    for record in update.records:
-        print(f"  {record.component:<32} {record.strategy:<14} {record.seconds * 1000:7.2f} ms",
-              file=out)  # fmt: skip
-    recompute_dir = home / "recompute"
-    recompute_dir.mkdir(parents=True, exist_ok=True)
-    customers = pd.read_csv(customers_csv)
-    customers[customers["customer_id"] != customer].to_csv(
-        recompute_dir / "customers.csv", index=False
-    )
-    recomputed_frame, _ = prepare(recompute_dir / "customers.csv", mails_csv).split(
-        by="customers", test_fraction=0.2, seed=seed
-    )
-    report = compare_with_recompute(
-        state, recomputed_frame.execute(), feature_encoding(), old_parameters=old
-    )
-    print("against a full recompute without the customer:", file=out)
-    for line in report.lines():
-        print("  " + line, file=out)
-    gone = not state.frame["customer_id"].eq(customer).any() and not len(
-        state.rows_of("customers", [customer])
-    )
-    print(f"  customer {customer} left in the training data: {'no' if gone else 'YES'}", file=out)
-    return report.ok and gone

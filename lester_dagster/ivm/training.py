@@ -216,29 +216,8 @@ class TrainingState:
         prov = self.features.prov.take(kept_rows)
         # ... then absorbs the blocks whose encoding changed for the remaining rows: an affine
         # change of a scaler's columns through the model's fast path, anything else by update()
-        affine: dict[str, tuple[Block, Any, Any]] = {}
-        for block in self.features.blocks:
-            now = _affine(self.trackers[block.name].transformer)
-            old = before[block.name]
-            if block.name in changed and old is not None and now is not None:
-                ratio = now[0] / old[0]
-                affine[block.name] = (block, ratio, now[1] - old[1] * ratio)
         X, old_columns, blocks = self._reencode(X, changed, remaining)
-        if affine:
-            cols = np.concatenate([np.arange(b.start, b.stop) for b, _, _ in affine.values()])
-            records.append(
-                self.unlearner.affine_columns(
-                    cols.astype(np.intp),
-                    np.concatenate([a for _, a, _ in affine.values()]),
-                    np.concatenate([c for _, _, c in affine.values()]),
-                )
-            )
-            for new_block in blocks:  # the model already holds these columns' new values
-                if new_block.name in affine:
-                    old_block = affine[new_block.name][0]
-                    old_columns[new_block.start : new_block.stop] = np.arange(
-                        old_block.start, old_block.stop
-                    )
+        records.extend(self._absorb_affine(changed, before, blocks, old_columns))
         if (old_columns < 0).any():
             records.append(
                 self.unlearner.update(
@@ -266,10 +245,14 @@ class TrainingState:
         frame = self.frame.copy()
         frame.iloc[positions] = new.astype(frame.dtypes.to_dict(), errors="ignore")
         touched = {c for c in frame.columns if not old[c].equals(new[c])}
+        before = {b.name: _affine(self.trackers[b.name].transformer) for b in self.features.blocks}
         records, changed = self._update_encoders(old, new, frame, only_inputs=touched)
         self.frame = frame
         self.y = np.asarray(self._labels(frame))
         X, old_columns, blocks = self._reencode(self.features.X, changed, frame)
+        # a scaler whose statistics moved changed its columns affinely for every row: the model
+        # absorbs that through its fast path, so only the replaced rows remain a row update
+        records.extend(self._absorb_affine(changed, before, blocks, old_columns))
         # blocks that kept their state but read a changed column: re-encode just those rows
         X = self._reencode_rows(X, blocks, positions, frame, touched, skip=changed)
         records.append(
@@ -358,6 +341,39 @@ class TrainingState:
             if record.changed:
                 changed.append(block.name)
         return records, changed
+
+    def _absorb_affine(
+        self,
+        changed: list[str],
+        before: dict[str, tuple[Any, Any] | None],
+        blocks: tuple[Block, ...],
+        old_columns: IntArray,
+    ) -> list[UpdateRecord]:
+        """Hand the model the affine change of every re-encoded scaler block (``before``: the
+        blocks' affine maps before the update) and mark those columns as held by the model
+        (``old_columns`` is updated in place); returns the model's record, if any."""
+        affine: dict[str, tuple[Block, Any, Any]] = {}
+        for block in self.features.blocks:
+            now = _affine(self.trackers[block.name].transformer)
+            old = before[block.name]
+            if block.name in changed and old is not None and now is not None:
+                ratio = now[0] / old[0]
+                affine[block.name] = (block, ratio, now[1] - old[1] * ratio)
+        if not affine:
+            return []
+        cols = np.concatenate([np.arange(b.start, b.stop) for b, _, _ in affine.values()])
+        record = self.unlearner.affine_columns(
+            cols.astype(np.intp),
+            np.concatenate([a for _, a, _ in affine.values()]),
+            np.concatenate([c for _, _, c in affine.values()]),
+        )
+        for new_block in blocks:  # the model already holds these columns' new values
+            if new_block.name in affine:
+                old_block = affine[new_block.name][0]
+                old_columns[new_block.start : new_block.stop] = np.arange(
+                    old_block.start, old_block.stop
+                )
+        return [record]
 
     def _spec(self, name: str) -> Any:
         for n, _, spec in self.encoding.transformers_:

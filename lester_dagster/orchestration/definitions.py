@@ -207,7 +207,14 @@ def discover_definitions(
                     "rename one"
                 )
             names[pipeline.name] = module.__name__
-            defs = build_definitions(pipeline, translator, io_manager=manager, ledger=shared_ledger)
+            defs = build_definitions(
+                pipeline,
+                translator,
+                io_manager=manager,
+                ledger=shared_ledger,
+                with_forget_job=False,
+            )
+            pipelines[pipeline.name] = (pipeline, translator)
             parts.append((f"{module.__name__} ({pipeline.name})", defs))
         extra = getattr(module, "defs", None)
         if isinstance(extra, dg.Definitions):

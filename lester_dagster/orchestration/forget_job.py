@@ -144,6 +144,7 @@ def build_forget_job(
         name=FORGET_JOB,
         description="File a deletion request from the launchpad (see the op's config).",
         tags={"lester/kind": "deletion-request"},
+        executor_def=dg.in_process_executor,
     )
     def _job() -> None:
         _file()

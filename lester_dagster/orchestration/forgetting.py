@@ -163,12 +163,15 @@ class ApplyReport:
     commits: list[Commit] = field(default_factory=list)
     strategies: dict[str, str] = field(default_factory=dict)
     fallbacks: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def timings(self) -> dict[str, float]:
-        """Seconds per committed artifact (compute + durable write) and in total."""
+        """Seconds per committed artifact (its compute + durable write), per phase that is not one
+        artifact's (``training update``: encoders, X, y and model together) and in total."""
         out = {c.label: round(c.seconds, 6) for c in self.commits}
+        out.update({name: round(seconds, 6) for name, seconds in self.phases.items()})
         out["total"] = round(self.seconds, 6)
         return out
 
@@ -525,6 +528,7 @@ class _Run:
         train = concat_frames(list(train_parts.values()))
         t0 = time.perf_counter()
         state, updates, trained = self.training(train)
+        self.report.phases["training update"] = time.perf_counter() - t0
         refit = trained and not updates
         if trained:
             for update in updates:
@@ -537,7 +541,7 @@ class _Run:
             n_before = int(self.io.manifest(x_key).rows or 0)
             strategy = "refit" if refit else "decremental"
             self.commit(x_key, None, state.features, before=n_before, after=len(train),
-                        started=t0, strategy=strategy)  # fmt: skip
+                        started=time.perf_counter(), strategy=strategy)  # fmt: skip
             self.commit(y_key, None, labels, before=n_before, after=len(train),
                         started=time.perf_counter(), strategy=strategy)  # fmt: skip
             self.commit(model_key, None, state, before=n_before, after=len(train),

@@ -237,3 +237,61 @@ def test_asset_graph_renders_in_a_headless_browser(
             missing = [name for name in ASSETS if name not in dom]
             assert not missing, f"the asset graph page does not show {missing}"
     assert screenshot.exists() and screenshot.stat().st_size > 0
+
+
+FORGET_SECONDS = 120
+
+
+def test_forget_job_and_the_daemon_sensor_apply_a_deletion(server: Server, run_id: str) -> None:
+    """File a request through ``forget_job`` (as from the launchpad); the daemon's deletion
+    sensor launches the IVM run, which marks the request applied."""
+    from lester_dagster.store.ledger import Ledger
+
+    customers = server.data / "customers.csv"
+    first_customer = int(customers.read_text().splitlines()[1].split(",")[0])
+    location = server.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"][0]
+    repository = location["locationOrLoadError"]["repositories"][0]["name"]
+    params = {
+        "selector": {
+            "repositoryLocationName": location["name"],
+            "repositoryName": repository,
+            "jobName": "forget_job",
+        },
+        "runConfigData": {
+            "ops": {
+                "file_deletion_request": {
+                    "config": {
+                        "source": "customers",
+                        "keys": [str(first_customer)],
+                        "reason": "e2e test",
+                    }
+                }
+            }
+        },
+    }
+    started = time.monotonic()
+    launched = server.graphql(LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    ledger_url = f"sqlite:///{server.home / 'lester' / 'ledger.db'}"
+    status = None
+    deadline = started + FORGET_SECONDS
+    while time.monotonic() < deadline:
+        if (server.home / "lester" / "ledger.db").exists():
+            with Ledger(ledger_url) as ledger:
+                requests = ledger.all("complaints")
+            if requests:
+                status = requests[0].status
+                if status in ("applied", "rejected"):
+                    break
+        time.sleep(1)
+    took = time.monotonic() - started
+    assert status == "applied", (
+        f"request ended {status} after {took:.0f} s:\n" + (server.log.read_text()[-4000:])
+    )
+    with Ledger(ledger_url) as ledger:
+        (request,) = ledger.all("complaints")
+    assert request.verification is not None and request.verification["ok"]
+    applied_by, meta = _metadata(server, "customers")
+    assert applied_by == request.run_id  # the IVM run's materialisation is the latest
+    assert json.loads(meta["lester/requests_applied"]["jsonString"]) == [request.id]
+    print(f"forget_job -> sensor -> IVM run -> applied in {took:.1f} s")

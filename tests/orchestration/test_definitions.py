@@ -130,6 +130,15 @@ def test_discovery_merges_pipeline_modules(tmp_path: Path, monkeypatch: pytest.M
     v2 = {f"v2/{k}" for k in EXAMPLE_KEYS - {"complaints"}} | {"v2/complaints_v2"}
     assert keys == EXAMPLE_KEYS | v2 | {"standalone"}
     assert defs.resolve_schedule_def("complaints_v2_nightly").job_name == "complaints_v2_job"
+    # one forget_job for both pipelines, an IVM job and a deletion sensor each
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"forget_job", "complaints_apply_deletions", "complaints_v2_apply_deletions"} <= jobs
+    sensors = (
+        {s.name for s in defs.resolve_sensor_defs()}
+        if hasattr(defs, "resolve_sensor_defs")
+        else {s.name for s in defs.sensors or ()}
+    )
+    assert sensors == {"complaints_deletion_sensor", "complaints_v2_deletion_sensor"}
 
 
 def test_discovery_reports_clashing_asset_keys(

@@ -19,9 +19,9 @@ from definitions.complaints import make_pipeline
 from lester_dagster.examples.complaints_data import write_complaints
 from lester_dagster.orchestration import IO_MANAGER_KEY, build_assets, build_definitions
 from lester_dagster.orchestration.deletions import (
-    APPLY_OP,
     REQUESTS_TAG,
     apply_job_name,
+    apply_op_name,
     sensor_name,
 )
 from lester_dagster.orchestration.forgetting import FAULT_ENV, stored_partitions
@@ -121,7 +121,7 @@ def test_sensor_requests_one_run_for_the_affected_partitions_only(
     (run,) = result.run_requests
     assert run.tags[REQUESTS_TAG] == str(request.id)
     assert result.cursor == str(request.id)
-    targets = run.run_config["ops"][APPLY_OP]["config"]["targets"]
+    targets = run.run_config["ops"][apply_op_name(s.pipeline.name)]["config"]["targets"]
     assert {t for t in targets if t.startswith("customers[")} == {
         f"customers[{p}]" for p in customers_before
     }
