@@ -58,7 +58,7 @@ from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
-from lester_dagster.store import has_artifact
+from lester_dagster.store import collect_garbage, has_artifact
 from lester_dagster.store.requests import Request
 
 __all__ = [
@@ -282,6 +282,9 @@ class _Run:
                 "lester/update_strategy": strategy,
             },
         )
+        # the previous version holds the deleted data: it goes at once (the store keeps one
+        # previous version for concurrent readers; a deletion cannot wait for them)
+        collect_garbage(self.io.path_for(key, partition))
         commit = Commit(
             key, partition, before, after, time.perf_counter() - started, strategy, manifest.digest
         )

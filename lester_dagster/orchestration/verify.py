@@ -62,6 +62,7 @@ from lester_dagster.orchestration.verify_checks import (
     DELETION_CHECKS,
     MODEL_CHECK,
     NO_DELETED_RECORDS,
+    NO_STALE_VERSIONS,
     ROWS_REENCODED,
     ROWS_REEXECUTED,
     VALUES_MISSING,
@@ -298,6 +299,8 @@ def verify_assets(
         verifier.rows_reexecuted(results[ROWS_REEXECUTED])
     if ROWS_REENCODED in results:
         verifier.rows_reencoded(results[ROWS_REENCODED])
+    if NO_STALE_VERSIONS in results:
+        verifier.no_stale_versions(results[NO_STALE_VERSIONS])
     verdict = None
     if MODEL_CHECK in results:
         verdict = _model_equals_refit(verifier, results[MODEL_CHECK])

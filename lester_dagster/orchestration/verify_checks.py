@@ -40,12 +40,14 @@ from lester_dagster.orchestration.forgetting import Deletions, reexecute_all, st
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import StepKind
+from lester_dagster.store.atomic import list_versions
 
 __all__ = [
     "CHECKS",
     "DELETION_CHECKS",
     "MODEL_CHECK",
     "NO_DELETED_RECORDS",
+    "NO_STALE_VERSIONS",
     "ROWS_REENCODED",
     "ROWS_REEXECUTED",
     "VALUES_MISSING",
@@ -59,12 +61,14 @@ NO_DELETED_RECORDS: Final = "no_deleted_records"
 VALUES_MISSING: Final = "deleted_values_missing"
 ROWS_REEXECUTED: Final = "value_rows_reexecuted"
 ROWS_REENCODED: Final = "value_rows_reencoded"
+NO_STALE_VERSIONS: Final = "no_stale_versions"
 MODEL_CHECK: Final = "model_equals_refit"
 DELETION_CHECKS: tuple[str, ...] = (
     NO_DELETED_RECORDS,
     VALUES_MISSING,
     ROWS_REEXECUTED,
     ROWS_REENCODED,
+    NO_STALE_VERSIONS,
 )
 """The checks of deleted records and values (cheap: no refit)."""
 CHECKS: tuple[str, ...] = (*DELETION_CHECKS, MODEL_CHECK)
@@ -291,6 +295,26 @@ class Verifier:
                         )
                 if isinstance(value, TrainingState):
                     self.model_rows(result, asset, value)
+
+    def no_stale_versions(self, result: CheckResult) -> None:
+        """With deletions in effect, no artifact keeps an older version on disk: the store
+        keeps one previous version for concurrent readers, and it may hold deleted data (the
+        deletion run removes it when it commits)."""
+        for key in self.row_assets():
+            if key not in self.stored:
+                continue
+            for partition in self.partitions[key]:
+                result.artifacts += 1
+                older = len(list_versions(self.io.path_for(key, partition))) - 1
+                if older > 0 and self.deletions.request_ids:
+                    result.add(
+                        self.name(key),
+                        partition,
+                        f"{older} older version(s) of the artifact are still on disk and may "
+                        "hold deleted data; re-run the deletion run or "
+                        "lester_dagster.store.collect_garbage() on it",
+                        older,
+                    )
 
     def model_rows(self, result: CheckResult, asset: str, state: TrainingState) -> None:
         """The training state holds one row per training row everywhere, and no removed row."""

@@ -39,6 +39,7 @@ from lester_dagster.store.atomic import (
     atomic_write_bytes,
     clean_temp_files,
     collect_garbage,
+    list_versions,
 )
 from lester_dagster.store.keys import KeyResolver
 from lester_dagster.store.ledger import Ledger, default_ledger_path, default_ledger_url
@@ -68,6 +69,7 @@ __all__ = [
     "default_ledger_path",
     "default_ledger_url",
     "has_artifact",
+    "list_versions",
     "load_artifact",
     "load_frame",
     "load_labels",

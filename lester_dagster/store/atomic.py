@@ -63,6 +63,7 @@ __all__ = [
     "current_version",
     "is_local",
     "is_temp_name",
+    "list_versions",
     "new_version",
     "read_bytes",
     "read_pointer",
@@ -284,6 +285,12 @@ def _remove_tree(path: UPath) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             path.fs.rm(path.path, recursive=True)
+
+
+def list_versions(root: StorePath) -> list[str]:
+    """The version directories of ``root`` (committed or not), oldest first."""
+    names = [n for n, is_dir, _ in _entries(as_path(root)) if is_dir and _VERSION.match(n)]
+    return sorted(names)
 
 
 def collect_garbage(root: StorePath, *, keep: Collection[str] = ()) -> list[str]:

@@ -24,6 +24,7 @@ from lester_dagster.orchestration.definitions import pipeline_resources
 from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.resources import LesterLedger
+from lester_dagster.store.atomic import collect_garbage
 from lester_dagster.store.ledger import Ledger
 from tests.orchestration.conftest import EXAMPLE_KEYS, Materialised
 from tests.orchestration.test_verify import Forgotten, make_forgotten
@@ -172,6 +173,7 @@ def test_no_deleted_data_fails_on_the_tampered_asset_only(
     )  # fmt: skip
     io.store(dg.AssetKey("complaints"), before.load(dg.AssetKey("complaints"), partition),
              partition)  # fmt: skip
+    collect_garbage(io.path_for(dg.AssetKey("complaints"), partition))  # only the data is wrong
     found = _deletion_checks(forgotten, io, ledger, ("no_deleted_data",))
     failed = {a for (a, _), e in found.items() if not e.passed}
     assert failed == {"complaints"}
@@ -188,6 +190,7 @@ def test_model_equals_refit_fails_for_a_model_that_did_not_forget(
     state.unlearner.model.coef_ = old.coef_.copy()
     state.unlearner.model.intercept_ = old.intercept_.copy()
     io.store(dg.AssetKey("model"), state)
+    collect_garbage(io.path_for(dg.AssetKey("model")))  # only the parameters are wrong
     found = _deletion_checks(forgotten, io, ledger, ("no_deleted_data", "model_equals_refit"))
     assert {k for k, e in found.items() if not e.passed} == {("model", "model_equals_refit")}
     assert "its parameters differ from a refit" in str(

@@ -39,6 +39,7 @@ from lester_dagster.orchestration.verify import (
     requests_in_effect,
     verify,
 )
+from lester_dagster.store.atomic import collect_garbage, list_versions
 from lester_dagster.store.ledger import Ledger
 
 from .test_forgetting import materialise_all
@@ -128,6 +129,15 @@ def make_forgotten(tmp: Path) -> Forgotten:
 @pytest.fixture(scope="module")
 def forgotten(tmp_path_factory: pytest.TempPathFactory) -> Forgotten:
     return make_forgotten(tmp_path_factory.mktemp("verify"))
+
+
+def _tamper(
+    io: LesterIOManager, key: dg.AssetKey, value: Any, partition: str | None = None
+) -> None:
+    """Write a tampered artifact as the current version, keeping no older one (so that only
+    the check aimed at is violated)."""
+    io.store(key, value, partition)
+    collect_garbage(io.path_for(key, partition))
 
 
 def _only(report: VerifyReport, check: str) -> list[str]:
@@ -220,7 +230,7 @@ def test_a_prepared_partition_written_back_with_a_deleted_customer_fails(
         now.lineage,
         now.key_indexes,
     )
-    io.store(dg.AssetKey("complaints"), tampered, partition)
+    _tamper(io, dg.AssetKey("complaints"), tampered, partition)
     report = verify(forgotten.pipeline, io, ledger)
     assert _only(report, "no_deleted_records") == [
         f"complaints[{partition}]: {len(rows)} row(s) derived from a deleted record "
@@ -243,7 +253,7 @@ def test_a_key_index_holding_a_deleted_key_fails(forgotten: Forgotten, tmp_path:
     indexes = {**state.features.resolve.indexes, "customers": old_index}  # type: ignore[attr-defined]
     f = state.features
     state.features = FeatureMatrix(f.X, f.prov, f.blocks, KeyResolver(indexes))
-    io.store(dg.AssetKey("model"), state)
+    _tamper(io, dg.AssetKey("model"), state)
     report = verify(forgotten.pipeline, io, ledger)
     assert _only(report, "no_deleted_records") == [
         f"model: its key index of 'customers' still holds {held} deleted key(s)"
@@ -260,7 +270,7 @@ def test_a_model_keeping_forgotten_rows_as_tombstones_fails(
     customer = next(c for c in state.frame.customer_id if c not in forgotten.customers)
     rows = np.flatnonzero(state.frame.customer_id.to_numpy() == customer)
     state.unlearner.forget(rows)
-    io.store(dg.AssetKey("model"), state)
+    _tamper(io, dg.AssetKey("model"), state)
     report = verify(forgotten.pipeline, io, ledger)
     violations = _only(report, "no_deleted_records")
     assert f"model: its model still stores {len(rows)} removed training row(s)" in violations[-1]
@@ -279,7 +289,7 @@ def test_a_source_value_that_is_not_missing_fails(forgotten: Forgotten, tmp_path
     data = now.data.copy()
     data["subject"] = data["subject"].astype(object)
     data.loc[data.mail_id == mail, "subject"] = original[mail]
-    io.store(dg.AssetKey("mails"), FrameArtifact(data, now.prov, now.lineage, now.key_indexes),
+    _tamper(io, dg.AssetKey("mails"), FrameArtifact(data, now.prov, now.lineage, now.key_indexes),
              partition)  # fmt: skip
     report = verify(forgotten.pipeline, io, ledger)
     assert _only(report, "deleted_values_missing") == [
@@ -299,7 +309,7 @@ def test_a_prepared_row_with_the_old_value_fails(forgotten: Forgotten, tmp_path:
     assert (data.loc[at, "title"] == "").all() and old.loc[mail, "title"] != ""
     data.loc[at, "title"] = old.loc[mail, "title"]
     data.loc[at, "title_words"] = old.loc[mail, "title_words"]
-    io.store(dg.AssetKey("train"), FrameArtifact(data, now.prov, now.lineage, now.key_indexes),
+    _tamper(io, dg.AssetKey("train"), FrameArtifact(data, now.prov, now.lineage, now.key_indexes),
              partition)  # fmt: skip
     report = verify(forgotten.pipeline, io, ledger)
     assert _only(report, "value_rows_reexecuted") == [
@@ -324,7 +334,7 @@ def test_an_x_test_row_with_the_old_encoding_fails(forgotten: Forgotten, tmp_pat
     for block in title:
         X[row_now, block.start : block.stop] = old_row[:, block.start : block.stop]
     assert (X[row_now].toarray() != now.X[row_now].toarray()).any()
-    io.store(dg.AssetKey("X_test"), FeatureMatrix(sp.csr_matrix(X), now.prov, now.blocks,
+    _tamper(io, dg.AssetKey("X_test"), FeatureMatrix(sp.csr_matrix(X), now.prov, now.blocks,
              now.resolve))  # fmt: skip
     report = verify(forgotten.pipeline, io, ledger)
     (violation,) = _only(report, "value_rows_reencoded")
@@ -343,7 +353,7 @@ def test_the_old_model_written_back_fails_the_model_check(
     io, ledger = forgotten.copy(tmp_path)
     before = LesterIOManager(base_path=str(forgotten.before))
     old: TrainingState = before.load(dg.AssetKey("model"))
-    io.store(dg.AssetKey("model"), old)
+    _tamper(io, dg.AssetKey("model"), old)
     report = verify(forgotten.pipeline, io, ledger, model=True)
     n_train = len(_whole(io, "train"))
     assert f"model: trained on {len(old.frame)} row(s) that are not the {n_train} stored " \
@@ -373,7 +383,7 @@ def test_a_model_whose_parameters_did_not_forget_fails_with_its_distance(
     )
     forgotten_model.coef_ = old_model.coef_.copy()
     forgotten_model.intercept_ = old_model.intercept_.copy()
-    io.store(dg.AssetKey("model"), state)
+    _tamper(io, dg.AssetKey("model"), state)
     assert verify(forgotten.pipeline, io, ledger).ok  # the cheap checks cannot tell
     report = verify(forgotten.pipeline, io, ledger, model=True)
     (violation,) = _only(report, MODEL_CHECK)
@@ -432,3 +442,18 @@ def test_a_request_of_a_source_that_is_not_stored_is_noted(
         "request #3 (mails) not checked: source 'mails' is not stored; materialise it"
     ]
     assert "  note: request #3 (mails) not checked" in "\n".join(report.lines())
+
+
+def test_an_older_version_left_on_disk_fails(forgotten: Forgotten, tmp_path: Path) -> None:
+    io, ledger = forgotten.copy(tmp_path)
+    # the IVM run removed the previous versions; writing again keeps one (for readers)
+    assert all(
+        len(list_versions(p.parent)) == 1 for p in (tmp_path / "store").rglob("manifest.json")
+    )
+    current = io.load(dg.AssetKey("X_train"))
+    io.store(dg.AssetKey("X_train"), current)  # the same content, a new version
+    report = verify(forgotten.pipeline, io, ledger)
+    assert _only(report, "no_stale_versions") == [
+        "X_train: 1 older version(s) of the artifact are still on disk and may hold deleted "
+        "data; re-run the deletion run or lester_dagster.store.collect_garbage() on it"
+    ]
