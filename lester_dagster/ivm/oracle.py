@@ -24,9 +24,11 @@ from lester_dagster.frame import Prov, Result
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.models.base import max_abs_difference
 
-__all__ = ["OracleReport", "compare_with_recompute", "provenance_order"]
+__all__ = ["MODEL_RTOL", "OracleReport", "compare_with_recompute", "provenance_order"]
 
 X_TOLERANCE = 1e-9
+MODEL_RTOL = 1e-9
+"""A model equals a refit if its parameters lie within this, relative to the largest one."""
 
 
 def provenance_order(prov: Prov) -> npt.NDArray[np.intp]:
@@ -58,7 +60,7 @@ class OracleReport:
         """Exact strategies: within 1e-9 relative of a refit. Approximate ones: at most 1e-3
         times the old model's distance to the refit (an unchanged model fails)."""
         if self.model_exact or self.old_model_distance is None:
-            return self.model_distance <= 1e-9 * max(1.0, self.reference_scale)
+            return self.model_distance <= MODEL_RTOL * max(1.0, self.reference_scale)
         return self.model_distance <= 1e-3 * self.old_model_distance
 
     @property

@@ -8,9 +8,10 @@ recompute) and compare every artifact with the IVM-updated one, row by row throu
 * frames (sources, prepared rows, train, test): the same rows with the same values;
 * X_train / X_test: the same shape and entries (max abs difference);
 * y: the same labels;
-* model: the max abs difference of its parameters from the recomputed model's, against the
-  tolerance of its update strategy (exact strategies: ``1e-9`` relative to the largest
-  parameter; approximate ones, e.g. a Newton step: ``1e-4`` relative).
+* model: the max abs difference of its parameters from the recomputed model's, within
+  :data:`~lester_dagster.ivm.oracle.MODEL_RTOL` relative to the largest parameter (the same
+  bound ``lester-dagster verify --model`` applies; approximate strategies refine until they
+  meet it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import scipy.sparse as sp
 
 from lester_dagster.features.matrix import FeatureMatrix
 from lester_dagster.ivm.frames import row_identity
+from lester_dagster.ivm.oracle import MODEL_RTOL, X_TOLERANCE
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
 from lester_dagster.orchestration.assets import PipelineAssets
@@ -33,11 +35,7 @@ from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 
-__all__ = ["APPROXIMATE_TOLERANCE", "EXACT_TOLERANCE", "StoreComparison", "compare_stores"]
-
-EXACT_TOLERANCE = 1e-9
-APPROXIMATE_TOLERANCE = 1e-4
-X_TOLERANCE = 1e-9
+__all__ = ["StoreComparison", "compare_stores"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +52,7 @@ class StoreComparison:
 
     @property
     def model_tolerance(self) -> float:
-        exact = self.model_strategy == "exact"
-        return (EXACT_TOLERANCE if exact else APPROXIMATE_TOLERANCE) * max(1.0, self.model_scale)
+        return MODEL_RTOL * max(1.0, self.model_scale)
 
     @property
     def ok(self) -> bool:

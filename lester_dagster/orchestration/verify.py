@@ -45,7 +45,7 @@ from sklearn.base import clone
 from lester_dagster.errors import ArtifactNotFoundError, PlanError
 from lester_dagster.features.matrix import encode_labels, fit_encode
 from lester_dagster.ivm.frames import row_identity
-from lester_dagster.ivm.oracle import X_TOLERANCE, OracleReport, provenance_order
+from lester_dagster.ivm.oracle import MODEL_RTOL, X_TOLERANCE, OracleReport, provenance_order
 from lester_dagster.models.base import max_abs_difference
 from lester_dagster.orchestration.assets import PipelineAssets, build_assets
 from lester_dagster.orchestration.forgetting import (
@@ -358,7 +358,7 @@ def _model_equals_refit(verifier: Verifier, result: CheckResult) -> ModelVerdict
     distance = max_abs_difference(unlearner.parameters(unlearner.model), reference)
     scale = max((float(np.abs(v).max()) for v in reference.values() if np.size(v)), default=1.0)
     oracle = OracleReport(rows_equal, x_diff, y_equal, distance, None, exact, scale)
-    tolerance = 1e-9 * max(1.0, scale)
+    tolerance = MODEL_RTOL * max(1.0, scale)
     if not rows_equal:
         result.add(
             asset,
