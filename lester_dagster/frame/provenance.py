@@ -23,12 +23,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["NO_RECORD", "Ids", "Prov", "hash_keys", "member_mask", "mix64"]
+__all__ = [
+    "NO_RECORD",
+    "Ids",
+    "Prov",
+    "hash_keys",
+    "member_mask",
+    "mix64",
+    "sorted_unique",
+]
 
 Ids = npt.NDArray[np.uint64]
 Index = npt.NDArray[np.intp]
@@ -109,10 +118,22 @@ def hash_keys(frame: pd.DataFrame, columns: Sequence[str]) -> Ids:
     return combined
 
 
+def sorted_unique(values: npt.ArrayLike) -> npt.NDArray[Any]:
+    """``np.unique`` of a 1-D array by sorting (numpy 2.4's ``np.unique`` of a million 64-bit
+    ids takes ~0.7 s on this machine, a sort ~0.05 s)."""
+    flat = np.sort(np.asarray(values).ravel())
+    if flat.size < 2:
+        return flat
+    keep = np.empty(flat.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=keep[1:])
+    return flat[keep]
+
+
 def member_mask(values: Ids, wanted: Ids) -> npt.NDArray[np.bool_]:
     """``np.isin(values, wanted)`` for a large ``values`` and a small ``wanted``: binary search
     of each value among the sorted wanted ids, O(n log k) with no sort of ``values``."""
-    targets = np.unique(np.asarray(wanted, dtype=np.uint64))
+    targets = sorted_unique(np.asarray(wanted, dtype=np.uint64))
     if targets.size == 0:
         return np.zeros(len(values), dtype=bool)
     at = np.searchsorted(targets, values)
@@ -274,7 +295,7 @@ class Prov:
             return np.zeros(0, dtype=np.intp)
         wanted = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.uint64)
         hit = member_mask(self.keys[source], wanted)
-        return np.unique(self.row_of_monomial()[hit]).astype(np.intp)
+        return sorted_unique(self.row_of_monomial()[hit]).astype(np.intp)
 
     def monomials(self, row: int) -> list[dict[str, int]]:
         """The monomials of one row, each as {source: key id} (absent sources left out)."""

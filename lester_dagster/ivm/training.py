@@ -46,6 +46,7 @@ from lester_dagster.features.matrix import (
 )
 from lester_dagster.features.record import UpdateRecord
 from lester_dagster.frame import Prov, Result
+from lester_dagster.frame.provenance import sorted_unique
 from lester_dagster.models.base import Unlearner
 from lester_dagster.models.dispatch import fit_for_forgetting
 
@@ -195,7 +196,7 @@ class TrainingState:
         return self._forget_rows(rows, time.perf_counter())
 
     def _forget_rows(self, rows: npt.ArrayLike, started: float) -> TrainingUpdate:
-        positions = np.unique(np.asarray(rows, dtype=np.intp))
+        positions = sorted_unique(np.asarray(rows, dtype=np.intp))
         n = len(self.frame)
         if positions.size and (positions[0] < 0 or positions[-1] >= n):
             raise PlanError(f"row positions must lie in 0..{n - 1}, got {positions.tolist()[:5]}")
@@ -427,14 +428,29 @@ class TrainingState:
         targets = [b for b in blocks if b.name not in skip and set(b.inputs) & touched]
         if not targets:
             return X
-        out = X.tolil() if sp.issparse(X) else X.copy()
         subset = frame.iloc[rows]
+        # the changed rows, dense (few rows), with the targets' columns re-encoded
+        fresh = X[rows].toarray() if sp.issparse(X) else np.array(X[rows], dtype=float)
         for block in targets:
             transformer = self.trackers[block.name].transformer
             part = transformer.transform(_inputs(subset, self._spec(block.name), block.inputs))
             dense = part.toarray() if sp.issparse(part) else np.asarray(part)
-            out[rows, block.start : block.stop] = dense
-        return sp.csr_matrix(out) if sp.issparse(X) else out
+            fresh[:, block.start : block.stop] = dense
+        if not sp.issparse(X):
+            out = X.copy()
+            out[rows] = fresh
+            return out
+        # swap the rows without converting all of X (a LIL conversion of a large X takes
+        # seconds): zero them with a diagonal selector, then add the new rows in their places
+        n = X.shape[0]
+        keep = np.ones(n, dtype=X.dtype)
+        keep[rows] = 0
+        place = sp.csr_matrix(
+            (np.ones(len(rows), dtype=X.dtype), (rows, np.arange(len(rows)))), shape=(n, len(rows))
+        )
+        out = sp.diags(keep, format="csr") @ sp.csr_matrix(X) + place @ sp.csr_matrix(fresh)
+        out.eliminate_zeros()
+        return sp.csr_matrix(out)
 
     def _done(
         self,

@@ -76,6 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lester_dagster.errors import UnlearningError, preview
+from lester_dagster.frame.provenance import sorted_unique
 from lester_dagster.models.base import (
     ColumnMap,
     FloatArray,
@@ -300,7 +301,7 @@ class LogisticUnlearner(Unlearner):
     # -- changed data -------------------------------------------------------------------------
     def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:
         model = self.model
-        present = np.unique(self._y_all)
+        present = sorted_unique(self._y_all)
         if present.size < 2:
             raise UnlearningError(
                 f"y_new has only class {preview(present.tolist())}; LogisticRegression needs "

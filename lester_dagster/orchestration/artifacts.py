@@ -173,7 +173,9 @@ def forget_in_source(
     if records is not None and len(records):
         drop = art.prov.rows_mentioning(source, records)
         if drop.size:
-            art = art.take(np.setdiff1d(np.arange(len(art)), drop))
+            keep = np.ones(len(art), dtype=bool)
+            keep[drop] = False
+            art = art.take(np.flatnonzero(keep))
             changed = True
         index = art.key_indexes.get(source)
         if index is not None and index.index.isin(records).any():

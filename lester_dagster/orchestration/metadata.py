@@ -28,6 +28,7 @@ import numpy as np
 
 from lester_dagster.features.matrix import Block, FeatureMatrix, Labels
 from lester_dagster.frame import ColumnRef, Prov
+from lester_dagster.frame.provenance import sorted_unique
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration.artifacts import FrameArtifact
 
@@ -71,8 +72,8 @@ def provenance_summary(prov: Prov) -> dict[str, Any]:
     keys: dict[str, int] = {}
     for source, ids in prov.keys.items():
         present = ids != 0
-        rows[source] = int(present.sum()) if prov.single else len(np.unique(row[present]))
-        keys[source] = len(np.unique(ids[present]))
+        rows[source] = int(present.sum()) if prov.single else len(sorted_unique(row[present]))
+        keys[source] = len(sorted_unique(ids[present]))
     return {
         "layout": "single" if prov.single else "multi",
         "rows": prov.n,

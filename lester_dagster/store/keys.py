@@ -25,7 +25,7 @@ import pyarrow as pa
 from lester_dagster.errors import ArtifactError, UnstorableError
 from lester_dagster.frame import KeyResolver, Prov
 from lester_dagster.frame.engine import SourceTable
-from lester_dagster.frame.provenance import member_mask
+from lester_dagster.frame.provenance import member_mask, sorted_unique
 from lester_dagster.store.tables import table_of_frame
 
 __all__ = [
@@ -73,7 +73,7 @@ def key_indexes_to_store(
             continue
         index = _index_of(source, sources[source])
         if mode == "referenced":
-            wanted = np.unique(prov.keys[source])
+            wanted = sorted_unique(prov.keys[source])
             index = index[member_mask(index.index.to_numpy(dtype=np.uint64), wanted)]
         out[source] = index
     return out

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from lester_dagster.errors import ArtifactError, UnstorableError
 from lester_dagster.frame import RESERVED_PREFIX, Prov
-from lester_dagster.frame.provenance import Ids
+from lester_dagster.frame.provenance import Ids, sorted_unique
 
 __all__ = [
     "PROV_PREFIX",
@@ -192,7 +192,7 @@ def prov_summary(prov: Prov) -> dict[str, Any]:
     per_source = {}
     for source, ids in prov.keys.items():
         present = ids != 0
-        count = int(present.sum()) if prov.single else len(np.unique(row[present]))
+        count = int(present.sum()) if prov.single else len(sorted_unique(row[present]))
         per_source[source] = count
     return {
         "layout": "single" if prov.single else "multi",

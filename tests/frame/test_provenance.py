@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lester_dagster.frame.provenance import NO_RECORD, Prov, hash_keys
+from lester_dagster.frame.provenance import NO_RECORD, Prov, hash_keys, sorted_unique
 
 
 def ids(*values: int) -> np.ndarray:
@@ -356,3 +356,12 @@ def test_member_mask_agrees_with_isin(k: int) -> None:
     ).astype(np.uint64)
     assert member_mask(values, wanted).tolist() == np.isin(values, wanted).tolist()
     assert member_mask(values, wanted).sum() >= min(k, 1)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 7, 1000])
+@pytest.mark.parametrize("dtype", [np.uint64, np.intp, np.float64])
+def test_sorted_unique_equals_np_unique(size: int, dtype: type) -> None:
+    values = np.random.default_rng(size).integers(0, max(size // 3, 1) + 1, size).astype(dtype)
+    got = sorted_unique(values)
+    assert got.dtype == values.dtype
+    assert np.array_equal(got, np.unique(values))
