@@ -204,6 +204,7 @@ class VectorizerTracker(ExactTracker):
             self.transformer.vocabulary_ = state["vocabulary_"]
             changed.append("vocabulary_")
         self._kept = kept
+        self._prune()
         tfidf = getattr(self.transformer, "_tfidf", None)
         if tfidf is not None:
             tfidf.n_features_in_ = len(kept)
@@ -211,6 +212,21 @@ class VectorizerTracker(ExactTracker):
                 tfidf.idf_ = state["idf_"]
                 changed.append("idf_")
         return changed
+
+    def _prune(self) -> None:
+        """Forget the terms no document holds any more: a forgotten document's words must not
+        survive in the tracker's state (it is stored with the model)."""
+        if self._fixed:
+            return
+        alive = self._df > 0
+        if alive.all():
+            return
+        position = np.cumsum(alive) - 1
+        self._terms = [t for t, a in zip(self._terms, alive.tolist(), strict=True) if a]
+        self._index = {term: i for i, term in enumerate(self._terms)}
+        self._df, self._tf = self._df[alive], self._tf[alive]
+        self._kept = position[self._kept].astype(np.intp)
+        self._order = None
 
     def _layout(self) -> list[str] | None:
         return [self._terms[i] for i in self._kept]

@@ -277,3 +277,31 @@ def test_nothing_removed_is_unchanged(case_id: str) -> None:
     assert_same_fit(est, before)
     record = tracker.replace(D[case.columns].iloc[:0], D[case.columns].iloc[:0], remaining=fail)
     assert record.strategy == "unchanged"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [CountVectorizer, lambda: TfidfVectorizer(min_df=2), lambda: CountVectorizer(max_features=3)],
+)
+def test_a_forgotten_documents_words_leave_the_tracker(make: Callable[[], Any]) -> None:
+    """The tracker is stored with the model: a word only forgotten documents held must not
+    survive in its state (pickled), while the transformer stays equal to a refit."""
+    import pickle
+
+    docs = pd.Series(
+        ["aa bb cc", "aa bb dd", "bb cc dd", "aa cc dd zzsecret", "aa zzleak bb", "cc dd ee"]
+    )
+    est = make().fit(docs)
+    tracker = track(est, docs, name="text")
+    kept = docs.iloc[[0, 1, 2, 5]]
+    tracker.forget(docs.iloc[[3, 4]], remaining=lambda: kept)
+    state = pickle.dumps(tracker)
+    assert b"zzsecret" not in state and b"zzleak" not in state
+    refit = make().fit(kept)
+    assert est.vocabulary_ == refit.vocabulary_
+    assert np.allclose(est.transform(kept).toarray(), refit.transform(kept).toarray())
+    # the tracker keeps working after pruning: forget one more document
+    tracker.forget(docs.iloc[[5]], remaining=lambda: docs.iloc[:3])
+    again = make().fit(docs.iloc[:3])
+    assert est.vocabulary_ == again.vocabulary_
+    assert np.allclose(est.transform(docs).toarray(), again.transform(docs).toarray())
