@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import scipy.sparse as sp
 
 from lester_dagster.features.matrix import FeatureMatrix
 from lester_dagster.ivm.frames import row_identity
@@ -34,6 +33,7 @@ from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
+from lester_dagster.orchestration.verify_checks import max_abs_diff
 
 __all__ = ["StoreComparison", "compare_stores"]
 
@@ -110,10 +110,6 @@ def _frames_equal(a: FrameArtifact, b: FrameArtifact) -> bool:
     return True
 
 
-def _dense(m: Any) -> npt.NDArray[np.float64]:
-    return np.asarray(m.toarray() if sp.issparse(m) else m, dtype=np.float64)
-
-
 def _x_diff(a: FeatureMatrix, b: FeatureMatrix) -> float:
     if a.shape != b.shape:
         return float("inf")
@@ -121,9 +117,7 @@ def _x_diff(a: FeatureMatrix, b: FeatureMatrix) -> float:
     oa, ob = _order(ia), _order(ib)
     if not np.array_equal(ia[oa], ib[ob]):
         return float("inf")
-    if a.shape[0] == 0:
-        return 0.0
-    return float(np.abs(_dense(a.X)[oa] - _dense(b.X)[ob]).max())
+    return max_abs_diff(a.X[oa], b.X[ob])
 
 
 def _labels_equal(a: LabelsArtifact, b: LabelsArtifact) -> bool:
