@@ -58,7 +58,7 @@ from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
-from lester_dagster.store import collect_garbage, has_artifact
+from lester_dagster.store import collect_garbage, has_artifact, load_key_indexes
 from lester_dagster.store.requests import Request
 
 __all__ = [
@@ -604,9 +604,9 @@ def key_indexes_for(
     for name in pipeline.sources:
         key = assets.key("source", name)
         for partition in stored_partitions(io, key):
-            art = io.load(key, partition)
-            if isinstance(art, FrameArtifact) and name in art.key_indexes:
-                out[name] = art.key_indexes[name]
+            indexes = load_key_indexes(io.path_for(key, partition), verify=io.verify)
+            if name in indexes:
+                out[name] = indexes[name]
                 break
     return out
 

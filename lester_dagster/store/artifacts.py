@@ -78,6 +78,7 @@ __all__ = [
     "has_artifact",
     "load_artifact",
     "load_frame",
+    "load_key_indexes",
     "load_labels",
     "load_matrix",
     "load_object",
@@ -520,6 +521,15 @@ def load_artifact(path: StorePath, *, verify: bool = True) -> Stored:
             f"{sorted(_LOADERS)}. Upgrade lester-dagster or rematerialise the asset"
         )
     return loader(path, verify=verify)
+
+
+def load_key_indexes(path: StorePath, *, verify: bool = True) -> dict[str, pd.DataFrame]:
+    """Only the key indexes of the artifact at ``path`` (source -> key id -> key values),
+    without reading its data: what resolving keys to key ids needs."""
+    manifest = read_manifest(path)
+    names = list(manifest.content.get("key_indexes", {}).values())
+    manifest, data = read_files(path, names, verify=verify)
+    return _key_indexes(manifest, data)
 
 
 def has_artifact(path: StorePath) -> bool:

@@ -526,3 +526,21 @@ def test_memory_storage_versions_and_integrity(mem: UPath) -> None:
     target.fs.pipe_file(target.path, target.read_bytes()[:-1] + b"?")
     with pytest.raises(ArtifactIntegrityError, match="file 'data'"):
         load_frame(root)
+
+
+def test_load_key_indexes_reads_only_the_key_indexes(tmp_path: Path) -> None:
+    from lester_dagster.frame import from_pandas
+    from lester_dagster.store import load_frame, load_key_indexes, save_result
+
+    data = pd.DataFrame({"id": [3, 1, 2], "text": ["a", "b", "c"]})
+    result = from_pandas(data, name="things", key="id").execute()
+    save_result(tmp_path / "a", result)
+    indexes = load_key_indexes(tmp_path / "a")
+    assert set(indexes) == {"things"}
+    pd.testing.assert_frame_equal(
+        indexes["things"], load_frame(tmp_path / "a").key_indexes["things"]
+    )
+    # the data file is not read: corrupting it does not matter to the key indexes
+    (data_file,) = [p for p in (tmp_path / "a").rglob("data*.parquet")]
+    data_file.write_bytes(b"broken")
+    assert set(load_key_indexes(tmp_path / "a")) == {"things"}
