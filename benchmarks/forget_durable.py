@@ -179,39 +179,13 @@ def _data(customers: int, root: Path, cache: Path | None) -> Path:
 
 
 def materialise_all(pipeline: Any, store: Path, ledger: Any) -> Any:
-    """Every asset of ``pipeline`` (as tests/orchestration/test_forgetting.py does): per bucket
-    the sources, then per bucket the prepared rows, train and test, then X, y and the model."""
-    import dagster as dg
-
-    from lester_dagster.orchestration import build_assets, build_definitions
-    from lester_dagster.orchestration.definitions import pipeline_resources
+    """Every asset of ``pipeline``, every partition (``materialize_pipeline``)."""
+    from lester_dagster.orchestration.definitions import materialize_pipeline
     from lester_dagster.orchestration.io_manager import LesterIOManager
-    from lester_dagster.orchestration.partitions import bucket_keys
 
     manager = LesterIOManager(base_path=str(store))
-    defs = build_definitions(pipeline, io_manager=manager, ledger=ledger)
-    assets: list[Any] = [*(defs.assets or ()), *(defs.asset_checks or ())]
-    instance = dg.DagsterInstance.ephemeral()
-    built = build_assets(pipeline)
-    sources = [built.key("source", s) for s in pipeline.sources]
-    rows = [built.key(k) for k in ("prepared", "train", "test")]
-    rest = [built.key(k) for k in ("X_train", "y_train", "model", "X_test", "y_test")]
-    buckets: list[str | None] = list(bucket_keys(pipeline.partitions))
-    stages: list[tuple[list[Any], list[str | None]]] = (
-        [(sources, buckets), (rows, buckets)] if pipeline.partitions else [(sources + rows, [None])]
-    )
-    final: list[str | None] = [None]
-    for selection, partitions in [*stages, (rest, final)]:
-        for partition in partitions:
-            result = dg.materialize(
-                assets,
-                selection=selection,
-                partition_key=partition,
-                resources=pipeline_resources(manager, ledger),
-                instance=instance,
-                run_config=QUIET,
-            )
-            assert result.success
+    results = materialize_pipeline(pipeline, manager, ledger, run_config=QUIET)
+    assert all(r.success for r in results)
     return manager
 
 

@@ -20,8 +20,6 @@ pipelines whose assets would get the same key are an error: give one a translato
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 import dagster as dg
@@ -30,7 +28,7 @@ from lester_dagster.errors import PlanError
 from lester_dagster.orchestration.assets import IO_MANAGER_KEY, PipelineAssets, build_assets
 from lester_dagster.orchestration.checks import build_checks, on_demand_check_keys
 from lester_dagster.orchestration.deletions import build_apply_job, build_deletion_sensor
-from lester_dagster.orchestration.discovery import _pipelines_of
+from lester_dagster.orchestration.discovery import pipeline_modules
 from lester_dagster.orchestration.forget_job import build_forget_job
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
@@ -41,6 +39,7 @@ __all__ = [
     "build_definitions",
     "discover_definitions",
     "job_name",
+    "materialize_pipeline",
     "pipeline_resources",
     "schedule_name",
 ]
@@ -65,6 +64,51 @@ def pipeline_resources(
     """The resources a pipeline's assets need, for ``dagster.materialize`` outside of a code
     location: the IO manager and the deletion ledger (source assets filter what it deleted)."""
     return {io_manager_key: io_manager or LesterIOManager(), LEDGER_KEY: ledger or LesterLedger()}
+
+
+def materialize_pipeline(
+    pipeline: LesterPipeline,
+    io_manager: LesterIOManager,
+    ledger: LesterLedger | None = None,
+    *,
+    translator: LesterTranslator | None = None,
+    instance: dg.DagsterInstance | None = None,
+    run_config: dict[str, Any] | None = None,
+) -> list[dg.ExecuteInProcessResult]:
+    """Materialise every asset of ``pipeline`` in process, partitions included, in dependency
+    order: the sources (each partition), then the prepared rows, train and test (each
+    partition: a prepared partition reads all partitions of the other sources), then X, y and
+    the model and X_test / y_test. Raises on the first failed run; returns the runs."""
+    defs = build_definitions(pipeline, translator, io_manager=io_manager, ledger=ledger)
+    built = build_assets(pipeline, translator)
+    assets: list[Any] = [*(defs.assets or ()), *(defs.asset_checks or ())]
+    resources = pipeline_resources(io_manager, ledger)
+    instance = instance or dg.DagsterInstance.ephemeral()
+    stages = [
+        [built.key("source", name) for name in pipeline.sources],
+        [built.key(kind) for kind in ("prepared", "train", "test")],
+        [built.key(kind) for kind in ("X_train", "y_train", "model", "X_test", "y_test")],
+    ]
+    results = []
+    for stage in stages:
+        groups: dict[tuple[str, ...] | None, list[dg.AssetKey]] = {}
+        for key in stage:  # one run per partition key of each partitions definition
+            partitions = built.partitions_def(key)
+            keys = None if partitions is None else tuple(partitions.get_partition_keys())
+            groups.setdefault(keys, []).append(key)
+        for keys, selection in groups.items():
+            for partition in keys or (None,):
+                results.append(
+                    dg.materialize(
+                        assets,
+                        selection=selection,
+                        partition_key=partition,
+                        resources=resources,
+                        instance=instance,
+                        run_config=run_config,
+                    )
+                )
+    return results
 
 
 def _job_selections(built: PipelineAssets) -> tuple[list[dg.AssetKey], list[dg.AssetKey]]:
@@ -180,45 +224,25 @@ def discover_definitions(
 ) -> dg.Definitions:
     """One ``Definitions`` for every pipeline module of ``package`` (see the convention in the
     module docstring); modules are imported in name order."""
-    root = importlib.import_module(package)
-    paths = getattr(root, "__path__", None)
-    if paths is None:
-        raise PlanError(f"{package!r} is a module, not a package; pass the package's name")
     manager = io_manager or LesterIOManager()
     shared_ledger = ledger or LesterLedger()
     pipelines: dict[str, tuple[LesterPipeline, LesterTranslator | None]] = {}
     parts: list[tuple[str, dg.Definitions]] = []
-    names: dict[str, str] = {}
-    for info in sorted(pkgutil.iter_modules(paths), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package}.{info.name}")
-        translator = getattr(module, "translator", None)
-        if translator is not None and not isinstance(translator, LesterTranslator):
-            raise PlanError(
-                f"{module.__name__}.translator must be a LesterTranslator, got "
-                f"{type(translator).__name__}"
-            )
-        for pipeline in _pipelines_of(module):
-            if pipeline.name in names:
-                raise PlanError(
-                    f"two pipelines are named {pipeline.name!r} ({names[pipeline.name]} and "
-                    f"{module.__name__}); pipeline names name groups, jobs and schedules, so "
-                    "rename one"
-                )
-            names[pipeline.name] = module.__name__
+    for found in pipeline_modules(package, look_in_cwd=False):
+        name = found.module.__name__
+        for pipeline in found.pipelines:
             defs = build_definitions(
                 pipeline,
-                translator,
+                found.translator,
                 io_manager=manager,
                 ledger=shared_ledger,
                 with_forget_job=False,
             )
-            pipelines[pipeline.name] = (pipeline, translator)
-            parts.append((f"{module.__name__} ({pipeline.name})", defs))
-        extra = getattr(module, "defs", None)
+            pipelines[pipeline.name] = (pipeline, found.translator)
+            parts.append((f"{name} ({pipeline.name})", defs))
+        extra = getattr(found.module, "defs", None)
         if isinstance(extra, dg.Definitions):
-            parts.append((f"{module.__name__}.defs", extra))
+            parts.append((f"{name}.defs", extra))
     _check_unique(parts)
     if pipelines:
         forget = build_forget_job(pipelines, IO_MANAGER_KEY)

@@ -5,6 +5,7 @@ of the package whose name does not start with ``_`` may define ``pipeline`` (a
 :class:`LesterPipeline`) or ``pipelines`` (a list of them), and optionally ``translator`` (a
 :class:`LesterTranslator` for its pipelines). Modules are imported in name order.
 
+* :func:`pipeline_modules`: the package's modules with their pipelines and translators;
 * :func:`discover_pipelines`: every pipeline of the package, by name;
 * :func:`find_pipeline`: one pipeline by name (or the only one), with an error that lists the
   names otherwise; :func:`find_pipeline_and_translator` also returns its module's translator
@@ -30,9 +31,11 @@ from lester_dagster.orchestration.translator import LesterTranslator
 
 __all__ = [
     "DEFAULT_PACKAGE",
+    "PipelineModule",
     "discover_pipelines",
     "find_pipeline",
     "find_pipeline_and_translator",
+    "pipeline_modules",
 ]
 
 DEFAULT_PACKAGE = "definitions"
@@ -94,12 +97,26 @@ def _import_package(package: str) -> ModuleType:
         ) from exc
 
 
-def _discover(package: str) -> dict[str, _Found]:
-    root = _import_package(package)
+@dataclass(frozen=True)
+class PipelineModule:
+    """A module of a pipeline package: its pipelines and its translator (if any)."""
+
+    module: ModuleType
+    translator: LesterTranslator | None
+    pipelines: tuple[LesterPipeline, ...]
+
+
+def pipeline_modules(package: str, *, look_in_cwd: bool = True) -> list[PipelineModule]:
+    """The modules of ``package`` (name order, ``_private`` ones skipped) with their pipelines,
+    checked: translators are LesterTranslators and pipeline names are unique across modules.
+    ``look_in_cwd``: a package not importable from ``sys.path`` is looked up in the current
+    directory too."""
+    root = _import_package(package) if look_in_cwd else importlib.import_module(package)
     paths = getattr(root, "__path__", None)
     if paths is None:
         raise PlanError(f"{package!r} is a module, not a package; pass the package's name")
-    found: dict[str, _Found] = {}
+    out: list[PipelineModule] = []
+    owner: dict[str, str] = {}
     for info in sorted(pkgutil.iter_modules(paths), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
@@ -110,15 +127,25 @@ def _discover(package: str) -> dict[str, _Found]:
                 f"{module.__name__}.translator must be a LesterTranslator, got "
                 f"{type(translator).__name__}"
             )
-        for pipeline in _pipelines_of(module):
-            if pipeline.name in found:
+        pipelines = _pipelines_of(module)
+        for pipeline in pipelines:
+            if pipeline.name in owner:
                 raise PlanError(
-                    f"two pipelines are named {pipeline.name!r} ({found[pipeline.name].module} "
-                    f"and {module.__name__}); pipeline names name groups, jobs and schedules, so "
+                    f"two pipelines are named {pipeline.name!r} ({owner[pipeline.name]} and "
+                    f"{module.__name__}); pipeline names name groups, jobs and schedules, so "
                     "rename one"
                 )
-            found[pipeline.name] = _Found(pipeline, translator, module.__name__)
-    return found
+            owner[pipeline.name] = module.__name__
+        out.append(PipelineModule(module, translator, tuple(pipelines)))
+    return out
+
+
+def _discover(package: str) -> dict[str, _Found]:
+    return {
+        pipeline.name: _Found(pipeline, found.translator, found.module.__name__)
+        for found in pipeline_modules(package)
+        for pipeline in found.pipelines
+    }
 
 
 def discover_pipelines(package: str = DEFAULT_PACKAGE) -> dict[str, LesterPipeline]:

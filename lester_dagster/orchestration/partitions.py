@@ -65,7 +65,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from lester_dagster.errors import PlanError, SourceError
-from lester_dagster.frame import ColumnRef, Frame, Prov, read_csv, read_json, read_parquet
+from lester_dagster.frame import ColumnRef, Frame, Prov
 from lester_dagster.frame.plan import (
     Aggregate,
     Distinct,
@@ -103,7 +103,6 @@ BUCKET_SALT = 0x6C65_7374_6572_4275  # "lesterBu": fixed, far from any split see
 """The salt of the bucket hash ``mix64(key_id, BUCKET_SALT) % N``."""
 
 _ROW_WISE = (Filter, Select, Rename, WithColumn, Sort, Split)
-_READERS = {"csv": read_csv, "parquet": read_parquet, "json": read_json}
 _FORMAT_GLOBS = {"csv": ("*.csv",), "parquet": ("*.parquet",), "json": ("*.json", "*.jsonl")}
 _NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_-]")
 _ROWS = ("prepared", "train", "test")  # partitioned like the split source, if the plan allows
@@ -363,8 +362,7 @@ def _definition_frames(
                 "prepared plan when it is defined, which reads the file's schema, but there is "
                 f"no file at {file}"
             )
-        key = list(spec.key_columns) or None
-        frames[name] = _READERS[spec.format](file, name=name, key=key, **dict(spec.read_options))
+        frames[name] = spec.read(name, file)
     return frames
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from lester_dagster.errors import PlanError, UnknownSourceError, preview
+from lester_dagster.frame import Frame, read_csv, read_json, read_parquet
 
 __all__ = [
     "FORMATS",
@@ -120,6 +121,13 @@ class SourceSpec:
         if self.key is None:
             return ()
         return (self.key,) if isinstance(self.key, str) else tuple(self.key)
+
+    def read(self, name: str, file: str | os.PathLike[str]) -> Frame:
+        """The source frame of ``file`` (one of this source's files), named ``name``, with the
+        spec's format, key columns and reader options."""
+        reader = {"csv": read_csv, "parquet": read_parquet, "json": read_json}[self.format]
+        key = list(self.key_columns) or None
+        return reader(file, name=name, key=key, **dict(self.read_options))
 
     @property
     def file(self) -> Path:

@@ -27,9 +27,6 @@ from lester_dagster.frame import (
     ColumnRef,
     Frame,
     from_pandas,
-    read_csv,
-    read_json,
-    read_parquet,
     split_mask,
 )
 from lester_dagster.frame.result import hash_key_values
@@ -47,8 +44,6 @@ __all__ = [
     "testing_labels",
     "training_labels",
 ]
-
-_READERS = {"csv": read_csv, "parquet": read_parquet, "json": read_json}
 
 
 def read_source(
@@ -92,10 +87,7 @@ def read_source(
 
 
 def _read(name: str, spec: SourceSpec, file: Path) -> FrameArtifact:
-    reader = _READERS[spec.format]
-    key = list(spec.key_columns) or None
-    frame = reader(file, name=name, key=key, **dict(spec.read_options))
-    return FrameArtifact.from_result(frame.execute())
+    return FrameArtifact.from_result(spec.read(name, file).execute())
 
 
 def apply_ledger(

@@ -19,16 +19,16 @@ from lester_dagster.examples.complaints_data import write_complaints
 from lester_dagster.features.matrix import FeatureMatrix
 from lester_dagster.ivm.frames import row_identity
 from lester_dagster.ivm.training import TrainingState
-from lester_dagster.orchestration import build_assets, build_definitions
+from lester_dagster.orchestration import build_assets
 from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
-from lester_dagster.orchestration.definitions import pipeline_resources
+from lester_dagster.orchestration.definitions import materialize_pipeline
 from lester_dagster.orchestration.forgetting import (
     ApplyReport,
     apply_deletions,
     stored_partitions,
 )
 from lester_dagster.orchestration.io_manager import LesterIOManager
-from lester_dagster.orchestration.partitions import bucket_keys, concat_frames
+from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.resources import LesterLedger
 from lester_dagster.store.ledger import Ledger
@@ -101,33 +101,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def materialise_all(
     pipeline: LesterPipeline, base: Path, ledger: LesterLedger | None = None
 ) -> LesterIOManager:
-    """Every asset of ``pipeline``: per bucket the sources, then per bucket the prepared rows,
-    train and test (prepared[b] reads all partitions of the other sources), then the rest."""
+    """Every asset of ``pipeline``, every partition, into a store at ``base``."""
     manager = LesterIOManager(base_path=str(base))
-    defs = build_definitions(pipeline, io_manager=manager)
-    assets: list[Any] = [*(defs.assets or ()), *(defs.asset_checks or ())]
-    instance = dg.DagsterInstance.ephemeral()
-    built = build_assets(pipeline)
-    sources = [built.key("source", s) for s in pipeline.sources]
-    rows = [built.key(k) for k in ("prepared", "train", "test")]
-    rest = [built.key(k) for k in ("X_train", "y_train", "model", "X_test", "y_test")]
-    stages: list[tuple[list[dg.AssetKey], list[str | None]]] = (
-        [
-            (sources, list(bucket_keys(pipeline.partitions))),
-            (rows, list(bucket_keys(pipeline.partitions))),
-        ]
-        if pipeline.partitions
-        else [(sources + rows, [None])]
-    )
-    for selection, partitions in [*stages, (rest, [None])]:
-        for partition in partitions:
-            dg.materialize(
-                assets,
-                selection=selection,
-                partition_key=partition,
-                resources=pipeline_resources(manager, ledger),
-                instance=instance,
-            )
+    materialize_pipeline(pipeline, manager, ledger)
     return manager
 
 
