@@ -17,12 +17,16 @@ __all__ = [
     "DuplicateKeyError",
     "DuplicateRowError",
     "ExpressionError",
+    "GeneratedCodeError",
     "JoinTypeError",
+    "LLMError",
     "LedgerError",
     "LedgerStateError",
     "LesterError",
     "PlanError",
     "RequestError",
+    "RewriteCheckError",
+    "RewriteError",
     "RowPositionError",
     "SourceError",
     "UDFError",
@@ -165,3 +169,24 @@ class UnknownRequestError(LesterError, KeyError):
 class LedgerStateError(LesterError, RuntimeError):
     """A status change the ledger does not allow (claiming a request that is not pending,
     applying one claimed by another run, ...). Nothing is changed."""
+
+
+class RewriteError(LesterError, RuntimeError):
+    """The LLM rewrite of a script into a pipeline module failed; the message says at which
+    stage (request, parse, static check, execution, differential check) and why."""
+
+
+class LLMError(RewriteError, ConnectionError):
+    """The OpenAI-compatible server could not be used (unreachable, refused the key, kept
+    answering 429/5xx after the retries, or answered something that is not a chat completion);
+    the message names the base URL and the model."""
+
+
+class GeneratedCodeError(RewriteError, ValueError):
+    """Generated code that is refused before it runs: no code block, a syntax error, an import
+    or call outside the allow-list, file/network/process access. Nothing is written."""
+
+
+class RewriteCheckError(RewriteError):
+    """Generated code that ran but failed a check (a time or memory limit, an exception, or a
+    differential-check mismatch with the original script) after every repair attempt."""
