@@ -130,9 +130,19 @@ def sorted_unique(values: npt.ArrayLike) -> npt.NDArray[Any]:
     return flat[keep]
 
 
+_HASH_MEMBERSHIP_FROM = 65_536
+"""Wanted ids from which :func:`member_mask` uses a hash table instead of binary search."""
+
+
 def member_mask(values: Ids, wanted: Ids) -> npt.NDArray[np.bool_]:
-    """``np.isin(values, wanted)`` for a large ``values`` and a small ``wanted``: binary search
-    of each value among the sorted wanted ids, O(n log k) with no sort of ``values``."""
+    """``np.isin(values, wanted)``: for a small ``wanted`` a binary search of each value among
+    the sorted wanted ids, O(n log k) with no sort of ``values``; for a large one a hash lookup
+    (random binary searches over a million ids cost ~3x pandas' hash table here)."""
+    if len(wanted) > _HASH_MEMBERSHIP_FROM:
+        found: npt.NDArray[np.bool_] = pd.Index(np.asarray(values, dtype=np.uint64)).isin(
+            np.asarray(wanted, dtype=np.uint64)
+        )
+        return found
     targets = sorted_unique(np.asarray(wanted, dtype=np.uint64))
     if targets.size == 0:
         return np.zeros(len(values), dtype=bool)

@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from lester_dagster.errors import ArtifactNotFoundError, PlanError
 from lester_dagster.features.matrix import FeatureMatrix
 from lester_dagster.frame import KeyResolver
-from lester_dagster.frame.provenance import Ids
+from lester_dagster.frame.provenance import Ids, member_mask
 from lester_dagster.frame.result import hash_key_values
 from lester_dagster.ivm.frames import (
     DeletionRule,
@@ -58,7 +58,7 @@ from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
-from lester_dagster.store import collect_garbage, has_artifact, load_key_indexes
+from lester_dagster.store import StoredProvenance, collect_garbage, has_artifact
 from lester_dagster.store.requests import Request
 
 __all__ = [
@@ -70,6 +70,8 @@ __all__ = [
     "apply_deletions",
     "deletions_of",
     "key_indexes_for",
+    "needs_recompute",
+    "reached_partitions",
     "reexecute_all",
     "reexecute_rows",
     "stored_partitions",
@@ -599,26 +601,61 @@ class _Run:
 def key_indexes_for(
     pipeline: LesterPipeline, assets: PipelineAssets, io: LesterIOManager
 ) -> dict[str, pd.DataFrame]:
-    """Each source's key index (from one stored partition: the key columns and their types)."""
+    """Each source's key columns and their types, as an empty key index (read from the
+    Parquet schema of one stored partition: what hashing request keys needs, no data)."""
     out: dict[str, pd.DataFrame] = {}
     for name in pipeline.sources:
         key = assets.key("source", name)
         for partition in stored_partitions(io, key):
-            indexes = load_key_indexes(io.path_for(key, partition), verify=io.verify)
+            indexes = io.load_empty(key, partition).key_indexes
             if name in indexes:
                 out[name] = indexes[name]
                 break
     return out
 
 
-def _holds(art: FrameArtifact, ids: Mapping[str, Ids], instance: Mapping[str, Ids]) -> bool:
-    """True if a row of ``art`` derives from ``ids`` or its key indexes hold a deleted key."""
-    if rows_mentioning(art.prov, ids).size:
+def _reaches(probe: StoredProvenance, ids: Mapping[str, Ids], instance: Mapping[str, Ids]) -> bool:
+    """True if a row of the probed artifact derives from ``ids`` or its key indexes hold a
+    deleted key (``instance``)."""
+    if probe.prov is not None and rows_mentioning(probe.prov, ids).size:
         return True
     return any(
-        source in art.key_indexes and bool(art.key_indexes[source].index.isin(gone).any())
+        source in probe.key_ids and bool(member_mask(probe.key_ids[source], gone).any())
         for source, gone in instance.items()
+        if len(gone)
     )
+
+
+def reached_partitions(
+    io: LesterIOManager, key: dg.AssetKey, deletions: Deletions
+) -> list[Partition]:
+    """The stored partitions of ``key`` holding rows (or key index entries) that
+    ``deletions`` reach, found by probing provenance only (:meth:`LesterIOManager.probe`)."""
+    every = deletions.all_ids()
+    return [
+        partition
+        for partition in stored_partitions(io, key)
+        if _reaches(io.probe(key, partition), every, deletions.instance)
+    ]
+
+
+def needs_recompute(
+    pipeline: LesterPipeline, assets: PipelineAssets, io: LesterIOManager, deletions: Deletions
+) -> bool:
+    """True if the plan re-executes in full for a source the deletions touch
+    (:func:`deletion_rule`), judged on the sources' stored schemas."""
+    touched = set(deletions.instance) | set(deletions.values)
+    if not touched:
+        return False
+    samples: dict[str, FrameArtifact] = {}
+    for name in pipeline.sources:
+        key = assets.key("source", name)
+        stored = stored_partitions(io, key)
+        if not stored:
+            return False  # a source never materialised: nothing downstream to recompute
+        samples[name] = io.load_empty(key, stored[0])
+    plan = pipeline.prepare(**steps.source_frames(pipeline, samples))
+    return any(deletion_rule(plan.node, s)[0] == "recompute" for s in sorted(touched))
 
 
 def affected_targets(
@@ -629,35 +666,24 @@ def affected_targets(
 ) -> list[tuple[dg.AssetKey, Partition]]:
     """The stored artifacts (asset, partition) holding rows that ``requests`` reach, found
     through their provenance, or a deleted key in their key indexes; X, y and the model when
-    any training or test row is reached.
+    any training or test row is reached. Only provenance is read (probes), no data.
     A plan that needs a recompute for a touched source (:func:`deletion_rule`) reaches every
     partition of the prepared rows, train and test."""
     batch = list(requests)
     if not batch:
         return []
     deletions = deletions_of(batch, key_indexes_for(pipeline, assets, io))
-    every = deletions.all_ids()
     out: list[tuple[dg.AssetKey, Partition]] = []
-    samples: dict[str, FrameArtifact] = {}
     for name in pipeline.sources:
         key = assets.key("source", name)
-        for partition in stored_partitions(io, key):
-            art = io.load(key, partition)
-            samples.setdefault(name, art)
-            if _holds(art, every, deletions.instance):
-                out.append((key, partition))
-    touched = set(deletions.instance) | set(deletions.values)
-    recompute = False
-    if len(samples) == len(pipeline.sources):
-        plan = pipeline.prepare(**steps.source_frames(pipeline, samples))
-        recompute = any(deletion_rule(plan.node, s)[0] == "recompute" for s in touched)
+        out.extend((key, p) for p in reached_partitions(io, key, deletions))
+    recompute = needs_recompute(pipeline, assets, io, deletions)
     reached = False
     for kind in ("prepared", "train", "test"):
         key = assets.key(kind)
-        for partition in stored_partitions(io, key):
-            if recompute or _holds(io.load(key, partition), every, deletions.instance):
-                out.append((key, partition))
-                reached = True
+        found = stored_partitions(io, key) if recompute else reached_partitions(io, key, deletions)
+        out.extend((key, p) for p in found)
+        reached = reached or bool(found)
     if reached:
         for kind in ("X_train", "y_train", "model", "X_test", "y_test"):
             out.append((assets.key(kind), None))  # type: ignore[arg-type]

@@ -52,7 +52,10 @@ from lester_dagster.store import (
     StoredFrame,
     StoredLabels,
     StoredMatrix,
+    StoredProvenance,
     load_artifact,
+    load_empty_frame,
+    load_provenance,
     read_manifest,
     save_frame,
     save_labels,
@@ -113,6 +116,18 @@ class LesterIOManager(dg.ConfigurableIOManager):
         if isinstance(stored, StoredMatrix):
             return stored.matrix
         return stored.value
+
+    def probe(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> StoredProvenance:
+        """Only the row provenance and key-index ids of an asset (see
+        :func:`~lester_dagster.store.load_provenance`: no data read, no checksum)."""
+        return load_provenance(self.path_for(asset_key, partition_key))
+
+    def load_empty(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> FrameArtifact:
+        """A frame asset's columns, dtypes, lineage and key columns, without rows."""
+        path = self.path_for(asset_key, partition_key)
+        data, prov, indexes, manifest = load_empty_frame(path)
+        lineage = lineage_from_json(manifest.metadata.get(LINEAGE_KEY), f"the manifest of {path}")
+        return FrameArtifact(data, prov, lineage, indexes)
 
     def store(
         self,

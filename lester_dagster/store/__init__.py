@@ -45,6 +45,7 @@ from lester_dagster.store.atomic import (
 from lester_dagster.store.keys import KeyResolver
 from lester_dagster.store.ledger import Ledger, default_ledger_path, default_ledger_url
 from lester_dagster.store.manifest import Manifest, read_manifest, verify
+from lester_dagster.store.probe import StoredProvenance, load_empty_frame, load_provenance
 from lester_dagster.store.requests import KINDS, STATUSES, TRANSITIONS, Event, Key, Request
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "StoredLabels",
     "StoredMatrix",
     "StoredObject",
+    "StoredProvenance",
     "atomic_write",
     "atomic_write_bytes",
     "clean_temp_files",
@@ -72,11 +74,13 @@ __all__ = [
     "has_artifact",
     "list_versions",
     "load_artifact",
+    "load_empty_frame",
     "load_frame",
     "load_key_indexes",
     "load_labels",
     "load_matrix",
     "load_object",
+    "load_provenance",
     "read_manifest",
     "save_frame",
     "save_labels",
