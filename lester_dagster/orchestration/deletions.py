@@ -6,9 +6,10 @@ files a request from the launchpad.
   (:func:`~lester_dagster.orchestration.forgetting.apply_deletions`), logs one
   ``AssetMaterialization`` per committed artifact (asset and partition, with
   ``lester/requests_applied``, ``lester/update_strategy``, rows before/after, seconds), verifies
-  every stored artifact against the deletions in effect (the applied requests and its own:
-  :func:`~lester_dagster.orchestration.verify.verify_assets`, without the model's refit), and
-  only then marks the requests applied with the run id, per-artifact timings and the
+  its requests on every artifact they reached (found from provenance before the update) or
+  that it committed (:func:`~lester_dagster.orchestration.verify.verify_assets` with a
+  ``scope``, without the model's refit; the other artifacts held no row of them, and
+  ``lester-dagster verify`` checks everything against every request), and only then marks the requests applied with the run id, per-artifact timings and the
   verification. A failure puts the requests back to pending with the error; re-executing the
   run (or the sensor's next batch) completes them: artifacts already updated are skipped.
 * ``<pipeline>_deletion_sensor``: each tick reads the pending requests filed after its cursor
@@ -45,7 +46,7 @@ from lester_dagster.orchestration.forgetting import (
 )
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
-from lester_dagster.orchestration.verify import requests_in_effect, verify_assets
+from lester_dagster.orchestration.verify import verify_assets
 from lester_dagster.store.ledger import Ledger
 from lester_dagster.store.requests import Request
 
@@ -174,11 +175,17 @@ def build_apply_job(built: PipelineAssets, io_manager_key: str) -> dg.JobDefinit
                 )
 
             try:
+                # what the requests reach, from provenance alone, before anything changes: after
+                # the run these artifacts must hold nothing of them (the others never did)
+                reach = affected_targets(pipeline, built, io, requests)
                 report: ApplyReport = apply_deletions(
                     pipeline, built, io, requests, run_id=run_id, on_commit=on_commit
                 )
-                in_effect, running = requests_in_effect(ledger, pipeline.name, run_id=run_id)
-                verification = verify_assets(built, io, in_effect, running=running).to_dict()
+                scope = {*reach, *((c.asset_key, c.partition) for c in report.commits)}
+                verification = verify_assets(
+                    built, io, requests, running=ids, scope=scope
+                ).to_dict()
+                verification["scope"] = sorted(_label(k, p) for k, p in scope)
             except Exception as exc:
                 ledger.release(ids, run_id, f"{type(exc).__name__}: {exc}")
                 raise

@@ -258,10 +258,12 @@ def verify_assets(
     model: bool = False,
     only: Iterable[dg.AssetKey] | None = None,
     checks: Iterable[str] | None = None,
+    scope: Collection[tuple[dg.AssetKey, str | None]] | None = None,
 ) -> VerifyReport:
     """:func:`verify` with the assets already built and the requests in effect given; ``only``
-    restricts it to some assets (an asset check), ``checks`` to some checks (default: the
-    deletion checks, and ``model_equals_refit`` if ``model``)."""
+    restricts it to some assets (an asset check), ``scope`` to some (asset, partition)
+    artifacts (a deletion run: those its requests reached), ``checks`` to some checks
+    (default: the deletion checks, and ``model_equals_refit`` if ``model``)."""
     started = time.perf_counter()
     selected = set(checks) if checks is not None else set(DELETION_CHECKS)
     if model:
@@ -271,6 +273,8 @@ def verify_assets(
         raise PlanError(f"unknown checks {sorted(unknown)}; valid checks: {list(CHECKS)}")
     keys = list(built.keys.values())
     wanted = set(keys if only is None else only)
+    if scope is not None:
+        wanted &= {key for key, _ in scope}
     stored = [k for k in keys if k in wanted and stored_partitions(io, k)]
     if not stored:
         names = sorted(k.to_user_string() for k in wanted)
@@ -289,7 +293,7 @@ def verify_assets(
         if r.source not in indexes
     ]
     deletions = deletions_of(batch, indexes) if batch else Deletions((), {}, {})
-    verifier = Verifier(built, io, deletions, set(stored))
+    verifier = Verifier(built, io, deletions, set(stored), scope)
     results = {name: CheckResult(name) for name in CHECKS if name in selected}
     if NO_DELETED_RECORDS in results:
         verifier.no_deleted_records(results[NO_DELETED_RECORDS])

@@ -12,7 +12,7 @@ oracle's ``X_TOLERANCE`` (1e-9).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -199,6 +199,7 @@ class Verifier:
         io: LesterIOManager,
         deletions: Deletions,
         stored: set[dg.AssetKey],
+        scope: Collection[tuple[dg.AssetKey, Partition]] | None = None,
     ) -> None:
         self.built = built
         self.pipeline = built.pipeline
@@ -206,6 +207,13 @@ class Verifier:
         self.deletions = deletions
         self.stored = stored
         self.partitions = {k: stored_partitions(io, k) for k in built.keys.values()}
+        # the (asset, partition) artifacts the checks cover; every partition is still read
+        # where a check needs whole assets (re-executing rows from the sources)
+        within = set(scope) if scope is not None else None
+        self.checked = {
+            k: [p for p in parts if within is None or (k, p) in within]
+            for k, parts in self.partitions.items()
+        }
         self.loaded: dict[tuple[dg.AssetKey, Partition], Any] = {}
         self.value_ids = deletions.value_ids()
         self._fresh: tuple[FrameArtifact | None, list[str]] | None = None
@@ -216,7 +224,7 @@ class Verifier:
         if selected and key not in self.stored:
             return {}
         out = {}
-        for partition in self.partitions.get(key, []):
+        for partition in (self.checked if selected else self.partitions).get(key, []):
             if (key, partition) not in self.loaded:
                 self.loaded[key, partition] = self.io.load(key, partition)
             out[partition] = self.loaded[key, partition]
@@ -235,7 +243,7 @@ class Verifier:
     @property
     def artifacts(self) -> int:
         """The stored (asset, partition) artifacts verified."""
-        return sum(len(self.partitions.get(k, [])) for k in self.stored)
+        return sum(len(self.checked.get(k, [])) for k in self.stored)
 
     def name(self, key: dg.AssetKey) -> str:
         return key.to_user_string()
@@ -250,7 +258,7 @@ class Verifier:
         if not self.deletions.request_ids:  # nothing deleted: count the rows, load nothing
             for key in self.row_assets():
                 if key in self.stored:
-                    for partition in self.partitions[key]:
+                    for partition in self.checked[key]:
                         result.artifacts += 1
                         result.rows += int(self.io.manifest(key, partition).rows or 0)
             return
@@ -303,7 +311,7 @@ class Verifier:
         for key in self.row_assets():
             if key not in self.stored:
                 continue
-            for partition in self.partitions[key]:
+            for partition in self.checked[key]:
                 result.artifacts += 1
                 older = len(list_versions(self.io.path_for(key, partition))) - 1
                 if older > 0 and self.deletions.request_ids:

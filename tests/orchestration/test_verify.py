@@ -27,6 +27,7 @@ from lester_dagster.frame import KeyResolver, Prov
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration import IO_MANAGER_KEY, build_definitions
 from lester_dagster.orchestration.artifacts import FrameArtifact
+from lester_dagster.orchestration.assets import build_assets
 from lester_dagster.orchestration.deletions import apply_job_name, sensor_name
 from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
@@ -38,6 +39,7 @@ from lester_dagster.orchestration.verify import (
     VerifyReport,
     requests_in_effect,
     verify,
+    verify_assets,
 )
 from lester_dagster.store.atomic import collect_garbage, list_versions
 from lester_dagster.store.ledger import Ledger
@@ -237,6 +239,32 @@ def test_a_prepared_partition_written_back_with_a_deleted_customer_fails(
         f"(customers: {len(rows)})"
     ]
     assert report.findings[0].count == len(rows)
+
+
+def test_a_scope_checks_only_its_artifacts(forgotten: Forgotten, tmp_path: Path) -> None:
+    """A deletion run verifies the artifacts its requests reached; one outside the scope is not
+    read, one inside is checked as by a full verify."""
+    io, ledger = forgotten.copy(tmp_path)
+    before = LesterIOManager(base_path=str(forgotten.before))
+    customer = forgotten.customers[0]
+    partition = _partition_holding(before, "complaints", "customer_id", [customer])
+    _tamper(io, dg.AssetKey("complaints"), before.load(dg.AssetKey("complaints"), partition),
+            partition)  # fmt: skip
+    built = build_assets(forgotten.pipeline)
+    requests = ledger.all(forgotten.pipeline.name)
+    others = [p for p in stored_partitions(io, dg.AssetKey("complaints")) if p != partition]
+    outside = {(dg.AssetKey("complaints"), p) for p in others}
+    report = verify_assets(built, io, requests, scope=outside)
+    assert report.ok, report.violations
+    assert report.artifacts_checked == len(others)
+    inside = {*outside, (dg.AssetKey("complaints"), partition)}
+    report = verify_assets(built, io, requests, scope=inside)
+    assert not report.ok
+    assert {v.label for v in report.findings} == {f"complaints[{partition}]"}
+    # the IVM op recorded the artifacts its verification covered: the reached ones
+    scope = forgotten.verification["scope"]
+    assert f"complaints[{partition}]" in scope and "model" in scope
+    assert len(scope) == forgotten.verification["artifacts_checked"] < 4 * 5 + 5
 
 
 def test_a_key_index_holding_a_deleted_key_fails(forgotten: Forgotten, tmp_path: Path) -> None:
