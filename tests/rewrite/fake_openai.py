@@ -86,6 +86,10 @@ class Step:
     usage: Mapping[str, int] | None = None
     chunks: Sequence[str] | None = None
 
+    def __post_init__(self) -> None:
+        if self.chunks is not None and "".join(self.chunks) != (self.content or ""):
+            raise ValueError("a step's chunks must join to its content")
+
     @classmethod
     def reply(cls, content: str, *, delay: float = 0.0, **kwargs: Any) -> Step:
         return cls(content=content, delay=delay, **kwargs)
