@@ -33,6 +33,7 @@ from typing import Any
 
 import lester_dagster.frame as frame_api
 from lester_dagster.errors import RewriteError
+from lester_dagster.rewrite.validate import ALLOWED_MODULES
 
 __all__ = [
     "DEFAULT_ALLOWED_IMPORTS",
@@ -52,23 +53,10 @@ PROMPT_VERSION = "1"
 
 PROMPT_FILES = ("system.md", "module_template.md", "rewrite.md", "repair.md")
 
-DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = (
-    "__future__",
-    "typing",
-    "collections.abc",
-    "dataclasses",
-    "pathlib",
-    "math",
-    "re",
-    "datetime",
-    "numpy",
-    "pandas",
-    "sklearn",
-    "lester_dagster.frame",
-    "lester_dagster.orchestration",
-)
-"""The modules the prompt tells the model it may import (submodules included); the static
-check has the final word, so pass its allow-list to :func:`rewrite_messages` when it differs."""
+DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = tuple(sorted(ALLOWED_MODULES))
+"""The modules the prompt tells the model it may import (submodules included): the static
+check's allow-list (:data:`lester_dagster.rewrite.validate.ALLOWED_MODULES`), so the prompt
+and the check cannot disagree."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _MAINTAINER_NOTE = re.compile(r"\A\s*<!--.*?-->\s*\n", re.DOTALL)

@@ -14,7 +14,7 @@ import lester_dagster.frame as frame_api
 from lester_dagster.errors import RewriteError
 from lester_dagster.rewrite import prompts
 from lester_dagster.rewrite.client import LLMClient
-from lester_dagster.rewrite.parse import extract_code
+from lester_dagster.rewrite.parse import code_blocks, extract_code
 from lester_dagster.rewrite.prompts import (
     PROMPT_VERSION,
     frame_api_reference,
@@ -171,6 +171,15 @@ def test_rewrite_messages_carry_script_name_data_and_rules() -> None:
         assert name in user
 
 
+def test_the_prompt_allows_exactly_the_static_checks_imports() -> None:
+    from lester_dagster.rewrite.validate import ALLOWED_MODULES
+
+    system = rewrite_messages(SCRIPT, "mails", DATA)[0]["content"]
+    stated = re.search(r"Import only from: (.*?)\. ", system)
+    assert stated is not None
+    assert set(re.findall(r"`([^`]+)`", stated.group(1))) == set(ALLOWED_MODULES)
+
+
 def test_allowed_imports_and_data_dir_are_stated_as_given() -> None:
     messages = rewrite_messages(
         SCRIPT, "mails", DATA, data_dir="/srv/data", allowed_imports=("pandas", "vaderSentiment")
@@ -206,6 +215,37 @@ def test_the_module_template_uses_the_real_orchestration_parameters() -> None:
     assert {"name", "sources", "prepare", "split", "features", "label", "model"} <= (
         call_keywords(template, "LesterPipeline")
     )
+
+
+def filled_template(name: str = "demo") -> str:
+    """The template's code block with its <placeholders> filled in plausibly."""
+    template = render(
+        load_prompt("module_template.md"),
+        {"name": name, "data_dir": "data/demo", "script_name": "messy.py"},
+    )
+    (block,) = [b for b in code_blocks(template) if b.language == "python"]
+    code = block.code.replace("<source_a>", "customers").replace("<source_b>", "mails")
+    return re.sub(r"\(<[^<>]*>\)", "()", code)  # LogisticRegression(<the script's parameters>)
+
+
+def test_the_module_template_passes_the_static_check() -> None:
+    from lester_dagster.rewrite.validate import check_code
+
+    assert check_code(filled_template(), required_names=("pipeline",)) == []
+
+
+def test_the_module_template_builds_a_real_pipeline() -> None:
+    """Executing the filled-in template defines a valid LesterPipeline (which checks prepare's
+    parameters against the sources and calls the feature and model factories)."""
+    from lester_dagster.orchestration import LesterPipeline
+
+    namespace: dict[str, object] = {"__name__": "demo_module"}
+    exec(compile(filled_template(), "<template>", "exec"), namespace)
+    pipeline = namespace["pipeline"]
+    assert isinstance(pipeline, LesterPipeline)
+    assert pipeline.name == "demo"
+    assert set(pipeline.sources) == {"customers", "mails"}
+    assert pipeline.split.by == "customers"
 
 
 # -- repair messages -----------------------------------------------------------------------------
