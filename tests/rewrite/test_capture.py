@@ -61,8 +61,19 @@ def script(tmp_path: Path) -> Path:
 
 
 def test_captures_arrays_frames_sparse_and_a_model_summary(script: Path) -> None:
-    names = ("X_train", "y_train", "model", "X_test", "y_test", "X_sparse", "table", "records",
-             "labels_list", "note", "weird")  # fmt: skip
+    names = (
+        "X_train",
+        "y_train",
+        "model",
+        "X_test",
+        "y_test",
+        "X_sparse",
+        "table",
+        "records",
+        "labels_list",
+        "note",
+        "weird",
+    )
     captured = capture_script(script, ["80"], names=names)
     x_train, x_test, y_train, y_test = _expected(80)
     np.testing.assert_array_equal(captured["X_train"], x_train)
