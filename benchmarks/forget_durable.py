@@ -275,8 +275,8 @@ class Bench:
     def keys(self, rng: np.random.Generator) -> tuple[list[int], list[int]]:
         """Training customers (shuffled) and training mails with a subject (shuffled), each
         mail of a customer other than the chosen customers."""
-        from lester_dagster.orchestration.forgetting import stored_partitions
         from lester_dagster.orchestration.partitions import concat_frames
+        from lester_dagster.orchestration.reach import stored_partitions
 
         key = self.assets.key("train")
         train = concat_frames([self.io.load(key, p) for p in stored_partitions(self.io, key)])

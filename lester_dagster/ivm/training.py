@@ -274,16 +274,32 @@ class TrainingState:
         """Bring another matrix encoded with this state's encoding (X_test) up to date after
         an update: row ``i`` of the result is row ``source_rows[i]`` of ``matrix`` (-1: a new
         or changed row, encoded from ``frame``), and the ``changed`` blocks (their fitted state
-        changed) are re-encoded for every row of ``frame``, which holds the result's rows."""
+        changed) are re-encoded for every row of ``frame``, which holds the result's rows.
+
+        Without changed blocks, ``frame`` may hold only the new or changed rows (in order):
+        the kept rows are not read, so their data need not be loaded."""
         rows = np.asarray(source_rows, dtype=np.intp)
-        if len(rows) != len(frame) or len(frame) != prov.n:
-            raise PlanError(
-                f"reencode_matrix needs one source row and one provenance row per frame row, "
-                f"got {len(rows)} source rows, {len(frame)} frame rows, {prov.n} provenance rows"
-            )
-        old_blocks = {b.name: b for b in matrix.blocks}
         fresh = np.flatnonzero(rows < 0)
         kept = np.flatnonzero(rows >= 0)
+        old_blocks = {b.name: b for b in matrix.blocks}
+        every_row = [
+            b.name
+            for b in self.features.blocks
+            if b.name in changed or b.name not in old_blocks or old_blocks[b.name].width != b.width
+        ]
+        fresh_only = len(frame) == fresh.size != len(rows)
+        if len(rows) != prov.n or (len(frame) != len(rows) and not fresh_only):
+            raise PlanError(
+                f"reencode_matrix needs one source row and one provenance row per result row "
+                f"and a frame of every result row or of the {fresh.size} new ones, got "
+                f"{len(rows)} source rows, {len(frame)} frame rows, {prov.n} provenance rows"
+            )
+        if fresh_only and every_row:
+            raise PlanError(
+                f"blocks {every_row} must be re-encoded for every row; pass a frame of all "
+                f"{len(rows)} result rows, not only the {fresh.size} new ones"
+            )
+        new_rows = frame if fresh_only else frame.iloc[fresh]
         order = np.argsort(np.concatenate([kept, fresh]), kind="stable")
         sparse = sp.issparse(matrix.X)
         parts: list[Matrix] = []
@@ -291,20 +307,20 @@ class TrainingState:
             transformer = self.trackers[block.name].transformer
             spec = self._spec(block.name)
             old = old_blocks.get(block.name)
-            if block.name in changed or old is None or old.width != block.width:
+            if block.name in every_row or old is None:
                 parts.append(transformer.transform(_inputs(frame, spec, block.inputs)))
                 continue
             taken = matrix.X[rows[kept]][:, old.start : old.stop]
             if fresh.size == 0:
                 parts.append(taken)
                 continue
-            new = transformer.transform(_inputs(frame.iloc[fresh], spec, block.inputs))
+            new = transformer.transform(_inputs(new_rows, spec, block.inputs))
             if sparse or sp.issparse(new):
                 stacked: Matrix = sp.vstack([sp.csr_matrix(taken), sp.csr_matrix(new)]).tocsr()
             else:
                 stacked = np.vstack([np.asarray(taken), np.asarray(new)])
             parts.append(stacked[order])
-        X = _hstack(parts, sparse, len(frame))
+        X = _hstack(parts, sparse, len(rows))
         return FeatureMatrix(X, prov, self.features.blocks, matrix.resolve)
 
     # -- internals -----------------------------------------------------------------------------

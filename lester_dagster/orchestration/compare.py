@@ -30,9 +30,9 @@ from lester_dagster.ivm.oracle import MODEL_RTOL, X_TOLERANCE
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
 from lester_dagster.orchestration.assets import PipelineAssets
-from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
+from lester_dagster.orchestration.reach import stored_partitions
 from lester_dagster.orchestration.verify_checks import max_abs_diff
 
 __all__ = ["StoreComparison", "compare_stores"]

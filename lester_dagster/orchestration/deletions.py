@@ -9,9 +9,10 @@ files a request from the launchpad.
   its requests on every artifact they reached (found from provenance before the update) or
   that it committed (:func:`~lester_dagster.orchestration.verify.verify_assets` with a
   ``scope``, without the model's refit; the other artifacts held no row of them, and
-  ``lester-dagster verify`` checks everything against every request), and only then marks the requests applied with the run id, per-artifact timings and the
-  verification. A failure puts the requests back to pending with the error; re-executing the
-  run (or the sensor's next batch) completes them: artifacts already updated are skipped.
+  ``lester-dagster verify`` checks everything against every request), and only then marks
+  the requests applied with the run id, per-artifact timings and the verification. A failure
+  puts the requests back to pending with the error; re-executing the run (or the sensor's
+  next batch) completes them: artifacts already updated are skipped.
 * ``<pipeline>_deletion_sensor``: each tick reads the pending requests filed after its cursor
   (the highest request id it has handed to a run), finds the artifacts they reach through the
   stored provenance (:func:`~lester_dagster.orchestration.forgetting.affected_targets`) and
@@ -38,13 +39,9 @@ from pydantic import Field
 
 from lester_dagster.errors import LedgerStateError, LesterError
 from lester_dagster.orchestration.assets import PipelineAssets
-from lester_dagster.orchestration.forgetting import (
-    ApplyReport,
-    Commit,
-    affected_targets,
-    apply_deletions,
-)
+from lester_dagster.orchestration.forgetting import ApplyReport, Commit, apply_deletions
 from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.reach import affected_targets
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.verify import verify_assets
 from lester_dagster.store.ledger import Ledger

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import numpy as np
@@ -40,12 +40,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lester_dagster.errors import ArtifactNotFoundError, PlanError
-from lester_dagster.features.matrix import FeatureMatrix
-from lester_dagster.frame import KeyResolver
-from lester_dagster.frame.provenance import Ids, member_mask
-from lester_dagster.frame.result import hash_key_values
+from lester_dagster.features.matrix import FeatureMatrix, Labels
+from lester_dagster.frame import ColumnRef, KeyResolver, Prov
+from lester_dagster.frame.provenance import Ids
 from lester_dagster.ivm.frames import (
-    DeletionRule,
     deletion_rule,
     positions_in,
     row_identity,
@@ -53,90 +51,42 @@ from lester_dagster.ivm.frames import (
 )
 from lester_dagster.ivm.training import TrainingState, TrainingUpdate
 from lester_dagster.orchestration import steps
-from lester_dagster.orchestration.artifacts import FrameArtifact, forget_in_source, without_keys
+from lester_dagster.orchestration.artifacts import (
+    FrameArtifact,
+    LabelsArtifact,
+    forget_in_source,
+    key_indexes_of,
+    without_keys,
+)
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
-from lester_dagster.store import StoredProvenance, collect_garbage, has_artifact
+from lester_dagster.orchestration.reach import (
+    Deletions,
+    Partition,
+    deletions_of,
+    key_indexes_for,
+    needs_recompute,
+    reached_partitions,
+    stored_partitions,
+)
+from lester_dagster.store import collect_garbage
 from lester_dagster.store.requests import Request
 
 __all__ = [
     "FAULT_ENV",
     "ApplyReport",
     "Commit",
-    "Deletions",
-    "affected_targets",
     "apply_deletions",
-    "deletions_of",
-    "key_indexes_for",
-    "needs_recompute",
-    "reached_partitions",
     "reexecute_all",
     "reexecute_rows",
-    "stored_partitions",
 ]
 
 FAULT_ENV = "LESTER_FAULT_AFTER_COMMITS"
 """Test hook: kill the process (``os._exit(137)``) right after this many artifact commits."""
 
 APPLIED_KEY = "lester/applied_requests"
-Partition = str | None
-
-
-@dataclass(frozen=True)
-class Deletions:
-    """What a batch of requests forgets, as key ids: whole records per source (``instance``)
-    and values of columns per source (``values``: source -> column -> key ids)."""
-
-    request_ids: tuple[int, ...]
-    instance: Mapping[str, Ids]
-    values: Mapping[str, Mapping[str, Ids]]
-
-    def value_ids(self) -> dict[str, Ids]:
-        """Per source, the key ids of records with a deleted value (any column)."""
-        out = {}
-        for source, columns in self.values.items():
-            ids = np.unique(
-                np.concatenate([np.asarray(v, dtype=np.uint64) for v in columns.values()])
-            )
-            if ids.size:
-                out[source] = ids
-        return out
-
-    def all_ids(self) -> dict[str, Ids]:
-        """Per source, every key id the batch touches (records or values)."""
-        out = {s: np.asarray(v, dtype=np.uint64) for s, v in self.instance.items() if len(v)}
-        for source, ids in self.value_ids().items():
-            out[source] = np.unique(np.concatenate([out.get(source, ids), ids]))
-        return out
-
-
-def deletions_of(requests: Sequence[Request], key_indexes: Mapping[str, pd.DataFrame]) -> Deletions:
-    """The key ids of ``requests`` (hashed with each source's key columns and types from its
-    key index; a record already gone from the index still gets its id)."""
-    instance: dict[str, list[Ids]] = {}
-    values: dict[str, dict[str, list[Ids]]] = {}
-    for request in requests:
-        if request.source not in key_indexes:
-            raise PlanError(
-                f"request #{request.id} names source {request.source!r}, which has no stored "
-                f"artifact; sources: {sorted(key_indexes)}"
-            )
-        ids = hash_key_values(request.source, key_indexes[request.source], request.keys)
-        if request.kind == "instance":
-            instance.setdefault(request.source, []).append(ids)
-        else:
-            for column in request.columns:
-                values.setdefault(request.source, {}).setdefault(column, []).append(ids)
-    return Deletions(
-        tuple(sorted(r.id for r in requests)),
-        {s: np.unique(np.concatenate(v)) for s, v in instance.items()},
-        {
-            s: {c: np.unique(np.concatenate(v)) for c, v in cols.items()}
-            for s, cols in values.items()
-        },
-    )
 
 
 @dataclass(frozen=True)
@@ -176,18 +126,6 @@ class ApplyReport:
         out.update({name: round(seconds, 6) for name, seconds in self.phases.items()})
         out["total"] = round(self.seconds, 6)
         return out
-
-
-def stored_partitions(io: LesterIOManager, key: dg.AssetKey) -> list[Partition]:
-    """The committed artifacts of an asset: ``[None]`` if unpartitioned, else its stored
-    partition keys (sorted); empty if it was never materialised."""
-    root = io.path_for(key)
-    if has_artifact(root):
-        return [None]
-    if not root.exists():
-        return []
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and has_artifact(p))
-    return list[Partition](names)
 
 
 def _same_rows(a: FrameArtifact, b: FrameArtifact) -> bool:
@@ -240,6 +178,11 @@ def reexecute_all(
 
 
 class _Run:
+    """One application of a batch of deletions (see the module docstring). Only the partitions
+    the deletions reach (found from provenance before anything changes) are loaded, and the
+    sources in full only where rows must be re-executed (value deletions) or the plan
+    recomputed."""
+
     def __init__(
         self,
         pipeline: LesterPipeline,
@@ -258,10 +201,21 @@ class _Run:
         self.report = ApplyReport(deletions.request_ids)
         fault = os.environ.get(FAULT_ENV)
         self.fault_after = int(fault) if fault else None
+        self.reach: dict[dg.AssetKey, set[Partition]] = {}
+        self.rows_before: dict[Partition, int] = {}
 
     # -- storage -------------------------------------------------------------------------------
     def load_all(self, key: dg.AssetKey) -> dict[Partition, Any]:
         return {p: self.io.load(key, p) for p in stored_partitions(self.io, key)}
+
+    def stored(self, key: dg.AssetKey) -> list[Partition]:
+        found = stored_partitions(self.io, key)
+        if not found:
+            raise ArtifactNotFoundError(
+                f"asset {key.to_user_string()} was never materialised; materialise the "
+                "pipeline before applying deletions"
+            )
+        return found
 
     def commit(
         self,
@@ -296,17 +250,29 @@ class _Run:
         if self.fault_after is not None and len(self.report.commits) >= self.fault_after:
             os._exit(137)  # the test hook: die between two commits, like kill -9
 
+    # -- 0. where the deletions reach ----------------------------------------------------------
+    def find_reach(self) -> bool:
+        """Probe every source, prepared, train and test partition (provenance only); record the
+        test partitions' sizes; return True if the plan must be recomputed."""
+        kinds: list[dg.AssetKey] = [self.assets.key("source", s) for s in self.pipeline.sources]
+        kinds += [self.assets.key(k) for k in ("prepared", "train", "test")]
+        for key in kinds:
+            self.reach[key] = set(reached_partitions(self.io, key, self.deletions))
+        test = self.assets.key("test")
+        self.rows_before = {
+            p: int(self.io.manifest(test, p).rows or 0) for p in stored_partitions(self.io, test)
+        }
+        recompute = needs_recompute(self.pipeline, self.assets, self.io, self.deletions)
+        return recompute
+
     # -- 1. sources ----------------------------------------------------------------------------
-    def sources(self) -> dict[str, dict[Partition, FrameArtifact]]:
+    def sources(self, whole: bool) -> dict[str, dict[Partition, FrameArtifact]]:
+        """The reached source partitions (every partition if ``whole``), updated."""
         out: dict[str, dict[Partition, FrameArtifact]] = {}
         for name in self.pipeline.sources:
             key = self.assets.key("source", name)
-            parts: dict[Partition, FrameArtifact] = self.load_all(key)
-            if not parts:
-                raise ArtifactNotFoundError(
-                    f"source asset {key.to_user_string()} was never materialised; materialise "
-                    "the pipeline before applying deletions"
-                )
+            wanted = [p for p in self.stored(key) if whole or p in self.reach[key]]
+            parts: dict[Partition, FrameArtifact] = {p: self.io.load(key, p) for p in wanted}
             for partition, art in parts.items():
                 started = time.perf_counter()
                 updated = forget_in_source(
@@ -325,45 +291,52 @@ class _Run:
         return out
 
     # -- 2. prepared rows ----------------------------------------------------------------------
-    def rules(self, sources: Mapping[str, FrameArtifact]) -> dict[str, tuple[DeletionRule, str]]:
-        frames = steps.source_frames(self.pipeline, sources)
-        plan = self.pipeline.prepare(**frames)
+    def record_rules(self, key: dg.AssetKey) -> None:
+        samples = {
+            name: self.io.load_empty(self.assets.key("source", name), p[0])
+            for name in self.pipeline.sources
+            if (p := stored_partitions(self.io, self.assets.key("source", name)))
+        }
+        plan = self.pipeline.prepare(**steps.source_frames(self.pipeline, samples))
         touched = set(self.deletions.instance) | set(self.deletions.values)
-        return {s: deletion_rule(plan.node, s) for s in sorted(touched)}
-
-    def fresh_rows(self, sources: Mapping[str, FrameArtifact]) -> FrameArtifact | None:
-        """The prepared rows of the records whose values were deleted, re-executed."""
-        return reexecute_all(self.pipeline, sources, self.deletions.value_ids())
-
-    def prepared(
-        self, sources: dict[str, dict[Partition, FrameArtifact]]
-    ) -> tuple[dict[Partition, FrameArtifact], set[Partition]]:
-        key = self.assets.key("prepared")
-        parts: dict[Partition, FrameArtifact] = self.load_all(key)
-        if not parts:
-            raise ArtifactNotFoundError(
-                f"asset {key.to_user_string()} was never materialised; materialise the "
-                "pipeline before applying deletions"
-            )
-        whole = {name: concat_frames(list(p.values())) for name, p in sources.items()}
-        rules = self.rules(whole)
-        for source, (rule, why) in rules.items():
+        for source in sorted(touched):
+            rule, why = deletion_rule(plan.node, source)
             self.report.strategies[f"{key.to_user_string()} <- {source}"] = rule
             if rule == "recompute":
                 self.report.fallbacks.append(f"{key.to_user_string()}: recompute ({why})")
-        if any(rule == "recompute" for rule, _ in rules.values()):
-            return self.recompute_prepared(key, parts, sources, whole)
-        fresh = self.fresh_rows(whole)
+
+    def prepared(
+        self, sources: dict[str, dict[Partition, FrameArtifact]], recompute: bool
+    ) -> tuple[dict[Partition, FrameArtifact], set[Partition]]:
+        """The reached prepared partitions (and those re-executed rows belong to), updated."""
+        key = self.assets.key("prepared")
+        stored = self.stored(key)
+        self.record_rules(key)
+        if recompute:
+            whole = {name: concat_frames(list(p.values())) for name, p in sources.items()}
+            return self.recompute_prepared(key, self.load_all(key), sources, whole)
+        fresh = None
+        if self.deletions.value_ids():  # the sources were loaded whole for this
+            whole = {name: concat_frames(list(p.values())) for name, p in sources.items()}
+            fresh = self.fresh_rows(whole)
+        wanted = set(self.reach[key])
         split = self.pipeline.split.by
         owner: npt.NDArray[np.intp] | None = None
         labels = list(sources[split])
-        if fresh is not None and labels != [None] and split in fresh.prov.sources:
-            # a re-executed row belongs to the partition holding its split-source record
-            ids = [sources[split][p].prov.keys[split] for p in labels]
-            where = positions_in(np.concatenate(ids), fresh.prov.keys[split])
-            bounds = np.cumsum([len(i) for i in ids])
-            owner = np.searchsorted(bounds, where, side="right")
-            owner[where < 0] = -1
+        if fresh is not None and stored != [None]:
+            if split in fresh.prov.sources and labels != [None]:
+                # a re-executed row belongs to the partition holding its split-source record
+                ids = [sources[split][p].prov.keys[split] for p in labels]
+                where = positions_in(np.concatenate(ids), fresh.prov.keys[split])
+                bounds = np.cumsum([len(i) for i in ids])
+                owner = np.searchsorted(bounds, where, side="right")
+                owner[where < 0] = -1
+                wanted |= {labels[o] for o in np.unique(owner) if o >= 0}
+        elif fresh is not None:
+            wanted |= {None}
+        parts: dict[Partition, FrameArtifact] = {
+            p: self.io.load(key, p) for p in stored if p in wanted
+        }
         changed: set[Partition] = set()
         for partition, art in parts.items():
             started = time.perf_counter()
@@ -380,6 +353,10 @@ class _Run:
                     started=started, strategy="rows",
                 )  # fmt: skip
         return parts, changed
+
+    def fresh_rows(self, sources: Mapping[str, FrameArtifact]) -> FrameArtifact | None:
+        """The prepared rows of the records whose values were deleted, re-executed."""
+        return reexecute_all(self.pipeline, sources, self.deletions.value_ids())
 
     def update_rows(self, art: FrameArtifact, fresh: FrameArtifact | None) -> FrameArtifact | None:
         """``art`` without the deleted records' rows, with re-executed rows in place of the
@@ -454,11 +431,14 @@ class _Run:
     def split(
         self, prepared: dict[Partition, FrameArtifact], changed: set[Partition], side: str
     ) -> tuple[dict[Partition, FrameArtifact], bool]:
+        """The ``side`` partitions that the deletions reach or whose prepared rows changed,
+        as they are after the update (split again where the prepared rows changed)."""
         key = self.assets.key("train" if side == "train" else "test")
-        stored = stored_partitions(self.io, key)
         parts: dict[Partition, FrameArtifact] = {}
         any_change = False
-        for partition in stored:
+        for partition in stored_partitions(self.io, key):
+            if partition not in self.reach[key] and partition not in changed:
+                continue
             current = self.io.load(key, partition)
             parts[partition] = current
             if partition not in changed or partition not in prepared:
@@ -475,8 +455,24 @@ class _Run:
             any_change = True
         return parts, any_change
 
+    def whole_side(
+        self, side: Literal["train", "test"], loaded: Mapping[Partition, FrameArtifact]
+    ) -> FrameArtifact:
+        """Every stored partition of ``side`` (``loaded`` ones as given) as one frame."""
+        key = self.assets.key(side)
+        return concat_frames(
+            [
+                loaded[p] if p in loaded else self.io.load(key, p)
+                for p in stored_partitions(self.io, key)
+            ]
+        )
+
     # -- 4. training ---------------------------------------------------------------------------
-    def training(self, train: FrameArtifact) -> tuple[TrainingState, list[TrainingUpdate], bool]:
+    def training(
+        self, train_parts: Mapping[Partition, FrameArtifact]
+    ) -> tuple[TrainingState, list[TrainingUpdate], bool]:
+        """The model's training state after the deletions. ``train_parts`` hold every training
+        row the deletions reach (as they are now); the other training rows are not read."""
         model_key = self.assets.key("model")
         state = self.io.load(model_key)
         if not isinstance(state, TrainingState):
@@ -488,14 +484,16 @@ class _Run:
         value_ids = self.deletions.value_ids()
         hit = rows_mentioning(state.prov, every)
         state_ids = row_identity(state.prov)
-        new_ids = row_identity(train.prov)
-        appear = rows_mentioning(train.prov, value_ids)
+        rows = concat_frames(list(train_parts.values())) if train_parts else None
+        new_ids = row_identity(rows.prov) if rows is not None else np.zeros(0, np.uint64)
+        appear = rows_mentioning(rows.prov, value_ids) if rows is not None else hit[:0]
         appear = appear[positions_in(state_ids, new_ids[appear]) < 0]
         if appear.size:
             self.report.fallbacks.append(
                 f"{model_key.to_user_string()}: refit ({appear.size} training row(s) appeared "
                 "after a value deletion; adding rows is not incremental)"
             )
+            train = self.whole_side("train", train_parts)
             return steps.fit_training(self.pipeline, train), [], True
         instance_hit = set(rows_mentioning(state.prov, self.deletions.instance).tolist())
         candidates = np.array([r for r in hit if r not in instance_hit], dtype=np.intp)
@@ -504,7 +502,8 @@ class _Run:
         forget = np.setdiff1d(hit, replace)
         updates: list[TrainingUpdate] = []
         if replace.size:
-            new_values = train.data.iloc[where[where >= 0]].reset_index(drop=True)
+            assert rows is not None
+            new_values = rows.data.iloc[where[where >= 0]].reset_index(drop=True)
             old = state.frame.iloc[replace].reset_index(drop=True)
             if not new_values[list(old.columns)].equals(old):
                 updates.append(state.replace_rows(replace, new_values))
@@ -523,16 +522,31 @@ class _Run:
         state.unlearner.compact()
         return state, updates, bool(updates)
 
+    def training_labels(
+        self, state: TrainingState, train_parts: Mapping[Partition, FrameArtifact]
+    ) -> LabelsArtifact:
+        """y_train: the state's labels, with the lineage of the training rows and X's keys."""
+        key = self.assets.key("train")
+        sample = next(iter(train_parts.values()), None)
+        if sample is None:
+            sample = self.io.load_empty(key, stored_partitions(self.io, key)[0])
+        inputs = tuple(self.pipeline.label_inputs or sample.columns)
+        lineage: frozenset[ColumnRef] = frozenset()
+        for column in inputs:
+            lineage |= sample.lineage.get(column, frozenset())
+        labels = Labels(np.asarray(state.y), state.prov, inputs, lineage)
+        return LabelsArtifact(labels, key_indexes_of(state.features))
+
     # -- the whole run -------------------------------------------------------------------------
     def run(self) -> ApplyReport:
         started = time.perf_counter()
-        sources = self.sources()
-        prepared, changed = self.prepared(sources)
+        recompute = self.find_reach()
+        sources = self.sources(whole=recompute or bool(self.deletions.value_ids()))
+        prepared, changed = self.prepared(sources, recompute)
         train_parts, _ = self.split(prepared, changed, "train")
         test_parts, test_changed = self.split(prepared, changed, "test")
-        train = concat_frames(list(train_parts.values()))
         t0 = time.perf_counter()
-        state, updates, trained = self.training(train)
+        state, updates, trained = self.training(train_parts)
         self.report.phases["training update"] = time.perf_counter() - t0
         refit = trained and not updates
         if trained:
@@ -542,44 +556,104 @@ class _Run:
             if refit:
                 self.report.strategies["model"] = "refit"
             x_key, y_key, model_key = (self.assets.key(k) for k in ("X_train", "y_train", "model"))
-            labels = steps.training_labels(self.pipeline, state, train)
+            labels = self.training_labels(state, train_parts)
             n_before = int(self.io.manifest(x_key).rows or 0)
+            n_after = int(state.X.shape[0])
             strategy = "refit" if refit else "decremental"
-            self.commit(x_key, None, state.features, before=n_before, after=len(train),
+            self.commit(x_key, None, state.features, before=n_before, after=n_after,
                         started=time.perf_counter(), strategy=strategy)  # fmt: skip
-            self.commit(y_key, None, labels, before=n_before, after=len(train),
+            self.commit(y_key, None, labels, before=n_before, after=n_after,
                         started=time.perf_counter(), strategy=strategy)  # fmt: skip
-            self.commit(model_key, None, state, before=n_before, after=len(train),
+            self.commit(model_key, None, state, before=n_before, after=n_after,
                         started=time.perf_counter(), strategy=strategy)  # fmt: skip
         if test_changed or trained:
-            self.test(state, concat_frames(list(test_parts.values())), updates, refit)
+            self.test(state, test_parts, updates, refit)
         self.report.seconds = time.perf_counter() - started
         return self.report
 
+    # -- 5. X_test, y_test ---------------------------------------------------------------------
+    def test_rows(
+        self, old: FeatureMatrix, test_parts: Mapping[Partition, FrameArtifact]
+    ) -> tuple[npt.NDArray[np.intp], Prov, pd.DataFrame] | None:
+        """For the test rows after the update (stored partitions in order): each row's position
+        in the old X_test (-1: new or changed, to encode), their provenance, and the data of
+        the rows to encode. Partitions not in ``test_parts`` are the old X_test's rows, as the
+        deletions do not reach them; ``None`` if the old X_test does not consist of the test
+        partitions' rows as they were before this run (e.g. a run that died between them)."""
+        old_ids = row_identity(old.prov)
+        value_ids = self.deletions.value_ids()
+        positions: list[npt.NDArray[np.intp]] = []
+        provs: list[Prov] = []
+        fresh: list[pd.DataFrame] = []
+        start = 0
+        for partition in stored_partitions(self.io, self.assets.key("test")):
+            count = self.rows_before.get(partition)
+            if count is None or start + count > len(old_ids):
+                return None
+            begin = start
+            block = np.arange(begin, begin + count, dtype=np.intp)
+            start += count
+            if partition not in test_parts:
+                positions.append(block)
+                provs.append(old.prov.take(block))
+                continue
+            new = test_parts[partition]
+            at = positions_in(old_ids[block], row_identity(new.prov))
+            at = np.where(at >= 0, at + begin, -1).astype(np.intp)
+            at[rows_mentioning(new.prov, value_ids)] = -1
+            positions.append(at)
+            provs.append(new.prov)
+            fresh.append(new.data.iloc[np.flatnonzero(at < 0)])
+        if start != len(old_ids):
+            return None
+        rows = np.concatenate(positions) if positions else np.zeros(0, dtype=np.intp)
+        prov = Prov.concat(provs) if provs else old.prov.take(rows)
+        data = pd.concat(fresh, ignore_index=True) if fresh else pd.DataFrame()
+        return rows, prov, data
+
     def test(
-        self, state: TrainingState, test: FrameArtifact, updates: list[TrainingUpdate], refit: bool
+        self,
+        state: TrainingState,
+        test_parts: Mapping[Partition, FrameArtifact],
+        updates: list[TrainingUpdate],
+        refit: bool,
     ) -> None:
         x_key, y_key = self.assets.key("X_test"), self.assets.key("y_test")
         started = time.perf_counter()
         old = self.io.load(x_key)
         changed_blocks = sorted({b for u in updates for b in u.reencoded_blocks})
-        if len(test) == 0:  # every test row deleted: encoders refuse empty input
-            width = state.features.shape[1]
-            empty = sp.csr_matrix((0, width)) if sp.issparse(state.X) else np.zeros((0, width))
-            matrix = FeatureMatrix(empty, test.prov, state.features.blocks, old.resolve)
-        elif refit:
-            matrix = steps.encode_test(state, test)
-        else:
-            rows = positions_in(row_identity(old.prov), row_identity(test.prov))
-            rows[rows_mentioning(test.prov, self.deletions.value_ids())] = -1
-            unchanged = (
-                not changed_blocks
-                and len(rows) == old.shape[0]
-                and bool((rows == np.arange(len(rows))).all())
-            )
-            if unchanged:
+        partial = None if refit or changed_blocks else self.test_rows(old, test_parts)
+        if partial is not None:
+            rows, prov, fresh = partial
+            if len(rows) == old.shape[0] and bool((rows == np.arange(len(rows))).all()):
                 return
-            matrix = state.reencode_matrix(old, rows, test.data, test.prov, changed_blocks)
+            matrix = state.reencode_matrix(old, rows, fresh, prov, ())
+            # X_test's keys, and those of the rows the reached partitions hold now
+            carriers = [FrameArtifact(pd.DataFrame(), prov.take(rows[:0]), {}, key_indexes_of(old))]
+            carriers += list(test_parts.values())
+            indexes = concat_frames(carriers).key_indexes
+            matrix = FeatureMatrix(matrix.X, matrix.prov, matrix.blocks, KeyResolver(indexes))
+            labels = self.test_labels(rows, prov, fresh, indexes)
+        else:
+            test = self.whole_side("test", test_parts)
+            if len(test) == 0:  # every test row deleted: encoders refuse empty input
+                width = state.features.shape[1]
+                empty = sp.csr_matrix((0, width)) if sp.issparse(state.X) else np.zeros((0, width))
+                matrix = FeatureMatrix(empty, test.prov, state.features.blocks, old.resolve)
+            elif refit:
+                matrix = steps.encode_test(state, test)
+            else:
+                rows = positions_in(row_identity(old.prov), row_identity(test.prov))
+                rows[rows_mentioning(test.prov, self.deletions.value_ids())] = -1
+                unchanged = (
+                    not changed_blocks
+                    and len(rows) == old.shape[0]
+                    and bool((rows == np.arange(len(rows))).all())
+                )
+                if unchanged:
+                    return
+                matrix = state.reencode_matrix(old, rows, test.data, test.prov, changed_blocks)
+            labels = steps.testing_labels(self.pipeline, test)
         resolve = matrix.resolve
         if isinstance(resolve, KeyResolver):
             resolve = KeyResolver(
@@ -591,103 +665,37 @@ class _Run:
             if refit
             else ("reencode " + ",".join(changed_blocks) if changed_blocks else "rows")
         )
-        self.commit(x_key, None, matrix, before=old.shape[0], after=len(test), started=started,
+        n_after = int(matrix.shape[0])
+        self.commit(x_key, None, matrix, before=old.shape[0], after=n_after, started=started,
                     strategy=strategy)  # fmt: skip
-        labels = steps.testing_labels(self.pipeline, test)
-        self.commit(y_key, None, labels, before=old.shape[0], after=len(test),
+        labels = LabelsArtifact(
+            labels.labels, without_keys(labels.key_indexes, self.deletions.instance)
+        )
+        self.commit(y_key, None, labels, before=old.shape[0], after=n_after,
                     started=time.perf_counter(), strategy="rows")  # fmt: skip
 
-
-def key_indexes_for(
-    pipeline: LesterPipeline, assets: PipelineAssets, io: LesterIOManager
-) -> dict[str, pd.DataFrame]:
-    """Each source's key columns and their types, as an empty key index (read from the
-    Parquet schema of one stored partition: what hashing request keys needs, no data)."""
-    out: dict[str, pd.DataFrame] = {}
-    for name in pipeline.sources:
-        key = assets.key("source", name)
-        for partition in stored_partitions(io, key):
-            indexes = io.load_empty(key, partition).key_indexes
-            if name in indexes:
-                out[name] = indexes[name]
-                break
-    return out
-
-
-def _reaches(probe: StoredProvenance, ids: Mapping[str, Ids], instance: Mapping[str, Ids]) -> bool:
-    """True if a row of the probed artifact derives from ``ids`` or its key indexes hold a
-    deleted key (``instance``)."""
-    if probe.prov is not None and rows_mentioning(probe.prov, ids).size:
-        return True
-    return any(
-        source in probe.key_ids and bool(member_mask(probe.key_ids[source], gone).any())
-        for source, gone in instance.items()
-        if len(gone)
-    )
-
-
-def reached_partitions(
-    io: LesterIOManager, key: dg.AssetKey, deletions: Deletions
-) -> list[Partition]:
-    """The stored partitions of ``key`` holding rows (or key index entries) that
-    ``deletions`` reach, found by probing provenance only (:meth:`LesterIOManager.probe`)."""
-    every = deletions.all_ids()
-    return [
-        partition
-        for partition in stored_partitions(io, key)
-        if _reaches(io.probe(key, partition), every, deletions.instance)
-    ]
-
-
-def needs_recompute(
-    pipeline: LesterPipeline, assets: PipelineAssets, io: LesterIOManager, deletions: Deletions
-) -> bool:
-    """True if the plan re-executes in full for a source the deletions touch
-    (:func:`deletion_rule`), judged on the sources' stored schemas."""
-    touched = set(deletions.instance) | set(deletions.values)
-    if not touched:
-        return False
-    samples: dict[str, FrameArtifact] = {}
-    for name in pipeline.sources:
-        key = assets.key("source", name)
-        stored = stored_partitions(io, key)
-        if not stored:
-            return False  # a source never materialised: nothing downstream to recompute
-        samples[name] = io.load_empty(key, stored[0])
-    plan = pipeline.prepare(**steps.source_frames(pipeline, samples))
-    return any(deletion_rule(plan.node, s)[0] == "recompute" for s in sorted(touched))
-
-
-def affected_targets(
-    pipeline: LesterPipeline,
-    assets: PipelineAssets,
-    io: LesterIOManager,
-    requests: Iterable[Request],
-) -> list[tuple[dg.AssetKey, Partition]]:
-    """The stored artifacts (asset, partition) holding rows that ``requests`` reach, found
-    through their provenance, or a deleted key in their key indexes; X, y and the model when
-    any training or test row is reached. Only provenance is read (probes), no data.
-    A plan that needs a recompute for a touched source (:func:`deletion_rule`) reaches every
-    partition of the prepared rows, train and test."""
-    batch = list(requests)
-    if not batch:
-        return []
-    deletions = deletions_of(batch, key_indexes_for(pipeline, assets, io))
-    out: list[tuple[dg.AssetKey, Partition]] = []
-    for name in pipeline.sources:
-        key = assets.key("source", name)
-        out.extend((key, p) for p in reached_partitions(io, key, deletions))
-    recompute = needs_recompute(pipeline, assets, io, deletions)
-    reached = False
-    for kind in ("prepared", "train", "test"):
-        key = assets.key(kind)
-        found = stored_partitions(io, key) if recompute else reached_partitions(io, key, deletions)
-        out.extend((key, p) for p in found)
-        reached = reached or bool(found)
-    if reached:
-        for kind in ("X_train", "y_train", "model", "X_test", "y_test"):
-            out.append((assets.key(kind), None))  # type: ignore[arg-type]
-    return out
+    def test_labels(
+        self,
+        rows: npt.NDArray[np.intp],
+        prov: Prov,
+        fresh: pd.DataFrame,
+        indexes: Mapping[str, pd.DataFrame],
+    ) -> LabelsArtifact:
+        """y_test after the update: old labels where a row is kept, the label function on the
+        new or changed rows (labels are row-wise)."""
+        stored: LabelsArtifact = self.io.load(self.assets.key("y_test"))
+        old = stored.labels
+        kept = rows >= 0
+        y_old = np.asarray(old.y)
+        if kept.all():
+            y = y_old[rows]
+        else:
+            art = FrameArtifact(fresh, prov.take(np.flatnonzero(~kept)), {}, {})
+            y_new = np.asarray(steps.testing_labels(self.pipeline, art).y)
+            y = np.empty(len(rows), dtype=np.result_type(y_old, y_new))
+            y[kept] = y_old[rows[kept]]
+            y[~kept] = y_new
+        return LabelsArtifact(Labels(y, prov, old.inputs, old.lineage), indexes)
 
 
 def apply_deletions(

@@ -37,10 +37,10 @@ from lester_dagster.frame.result import hash_key_values, keys_for_ids
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
 from lester_dagster.orchestration.assets import build_assets
-from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline, StepKind
+from lester_dagster.orchestration.reach import stored_partitions
 from lester_dagster.orchestration.submit import SourceTable, _by_keys, load_source_table
 from lester_dagster.orchestration.translator import LesterTranslator
 from lester_dagster.store.ledger import Ledger

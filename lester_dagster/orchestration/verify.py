@@ -48,14 +48,14 @@ from lester_dagster.ivm.frames import row_identity
 from lester_dagster.ivm.oracle import MODEL_RTOL, X_TOLERANCE, OracleReport, provenance_order
 from lester_dagster.models.base import max_abs_difference
 from lester_dagster.orchestration.assets import PipelineAssets, build_assets
-from lester_dagster.orchestration.forgetting import (
+from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.reach import (
     Deletions,
     deletions_of,
     key_indexes_for,
     stored_partitions,
 )
-from lester_dagster.orchestration.io_manager import LesterIOManager
-from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.translator import LesterTranslator
 from lester_dagster.orchestration.verify_checks import (
     CHECKS,

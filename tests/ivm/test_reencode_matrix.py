@@ -248,9 +248,28 @@ def test_all_rows_kept_or_all_rows_new(sparse: bool, forget: bool) -> None:
 def test_mismatched_lengths_are_refused() -> None:
     s = Scenario(sparse=True, forget=False, new_records=False)
     rows, frame, prov = s.source_rows(), s.test.to_pandas(), s.test.prov
-    with pytest.raises(PlanError, match="one source row and one provenance row per frame row"):
+    with pytest.raises(PlanError, match="one source row and one provenance row per result row"):
         s.state.reencode_matrix(s.old, rows[:-1], frame, prov, ())
     with pytest.raises(PlanError, match="provenance rows"):
         s.state.reencode_matrix(s.old, rows, frame, prov.take(np.arange(prov.n - 1)), ())
     with pytest.raises(PlanError):
         s.state.reencode_matrix(s.old, rows[:-1], frame.iloc[:-1], prov, ())
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])
+def test_a_frame_of_only_the_new_rows_is_enough_without_changed_blocks(sparse: bool) -> None:
+    s = Scenario(sparse, forget=False)
+    rows = s.source_rows()
+    fresh = s.test.to_pandas().iloc[np.flatnonzero(rows < 0)].reset_index(drop=True)
+    assert 0 < len(fresh) < len(rows)
+    got = s.state.reencode_matrix(s.old, rows, fresh, s.test.prov, ())
+    _assert_same(got, s.from_scratch())
+
+
+def test_a_frame_of_only_the_new_rows_is_refused_when_blocks_changed() -> None:
+    s = Scenario(True, forget=True)
+    assert s.changed
+    rows = s.source_rows()
+    fresh = s.test.to_pandas().iloc[np.flatnonzero(rows < 0)].reset_index(drop=True)
+    with pytest.raises(PlanError, match="must be re-encoded for every row"):
+        s.state.reencode_matrix(s.old, rows, fresh, s.test.prov, s.changed)

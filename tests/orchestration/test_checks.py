@@ -21,8 +21,8 @@ from lester_dagster.orchestration import (
     steps,
 )
 from lester_dagster.orchestration.definitions import pipeline_resources
-from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.reach import stored_partitions
 from lester_dagster.orchestration.resources import LesterLedger
 from lester_dagster.store.atomic import collect_garbage
 from lester_dagster.store.ledger import Ledger

@@ -24,9 +24,10 @@ from lester_dagster.orchestration.deletions import (
     apply_op_name,
     sensor_name,
 )
-from lester_dagster.orchestration.forgetting import FAULT_ENV, stored_partitions
+from lester_dagster.orchestration.forgetting import FAULT_ENV
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.reach import stored_partitions
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.verify import verify_assets
 from lester_dagster.store.ledger import Ledger

@@ -22,14 +22,11 @@ from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration import build_assets
 from lester_dagster.orchestration.artifacts import FrameArtifact, LabelsArtifact
 from lester_dagster.orchestration.definitions import materialize_pipeline
-from lester_dagster.orchestration.forgetting import (
-    ApplyReport,
-    apply_deletions,
-    stored_partitions,
-)
+from lester_dagster.orchestration.forgetting import ApplyReport, apply_deletions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.reach import stored_partitions
 from lester_dagster.orchestration.resources import LesterLedger
 from lester_dagster.store.ledger import Ledger
 from lester_dagster.store.requests import Request

@@ -13,9 +13,10 @@ import pytest
 from lester_dagster.errors import ArtifactNotFoundError, RequestError
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration import build_assets
-from lester_dagster.orchestration.forgetting import apply_deletions, stored_partitions
+from lester_dagster.orchestration.forgetting import apply_deletions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.reach import stored_partitions
 from lester_dagster.orchestration.trace import trace
 from lester_dagster.store.ledger import Ledger
 from tests.orchestration.conftest import Materialised

@@ -29,9 +29,9 @@ from lester_dagster.orchestration import IO_MANAGER_KEY, build_definitions
 from lester_dagster.orchestration.artifacts import FrameArtifact
 from lester_dagster.orchestration.assets import build_assets
 from lester_dagster.orchestration.deletions import apply_job_name, sensor_name
-from lester_dagster.orchestration.forgetting import stored_partitions
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.reach import stored_partitions
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.verify import (
     CHECKS,
