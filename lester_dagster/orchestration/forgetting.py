@@ -257,7 +257,7 @@ class _Run:
         kinds: list[dg.AssetKey] = [self.assets.key("source", s) for s in self.pipeline.sources]
         kinds += [self.assets.key(k) for k in ("prepared", "train", "test")]
         for key in kinds:
-            self.reach[key] = set(reached_partitions(self.io, key, self.deletions))
+            self.reach[key] = set(reached_partitions(self.io, self.assets, key, self.deletions))
         test = self.assets.key("test")
         self.rows_before = {
             p: int(self.io.manifest(test, p).rows or 0) for p in stored_partitions(self.io, test)

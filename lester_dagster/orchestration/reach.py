@@ -25,6 +25,7 @@ from lester_dagster.orchestration import steps
 from lester_dagster.orchestration.artifacts import FrameArtifact
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.partitions import bucket_keys, bucket_of
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.store import StoredProvenance, has_artifact
 from lester_dagster.store.requests import Request
@@ -33,6 +34,7 @@ __all__ = [
     "Deletions",
     "Partition",
     "affected_targets",
+    "bucket_hint",
     "deletions_of",
     "key_indexes_for",
     "needs_recompute",
@@ -138,17 +140,57 @@ def _reaches(probe: StoredProvenance, ids: Mapping[str, Ids], instance: Mapping[
     )
 
 
+def bucket_hint(assets: PipelineAssets, key: dg.AssetKey) -> tuple[str, int] | None:
+    """``(source, n)`` if partition ``b`` of asset ``key`` holds exactly the rows whose record
+    of ``source`` lies in key-hash bucket ``b`` of ``n`` (a bucketed source, or rows partitioned
+    like a bucketed split source); ``None`` otherwise."""
+    partitioning = assets.partitioning
+    if partitioning is None or not partitioning.buckets:
+        return None
+    for step, k in assets.keys.items():
+        if k != key:
+            continue
+        if step.kind == "source":
+            if partitioning.source_buckets(step.name) and partitioning.sources[step.name]:
+                return step.name, partitioning.buckets
+            return None
+        split = assets.pipeline.split.by
+        if partitioning.partitions_def(step) is not None and partitioning.source_buckets(split):
+            return split, partitioning.buckets
+    return None
+
+
 def reached_partitions(
-    io: LesterIOManager, key: dg.AssetKey, deletions: Deletions
+    io: LesterIOManager, assets: PipelineAssets, key: dg.AssetKey, deletions: Deletions
 ) -> list[Partition]:
-    """The stored partitions of ``key`` holding rows (or key index entries) that
-    ``deletions`` reach, found by probing provenance only (:meth:`LesterIOManager.probe`)."""
+    """The stored partitions of ``key`` holding rows (or key index entries) that ``deletions``
+    reach, found by probing provenance only (:meth:`LesterIOManager.probe`). Where partitions
+    are key-hash buckets of the only source the deletions name (:func:`bucket_hint`), the
+    buckets of the deleted keys are the answer without a probe: every partition holding their
+    rows, and maybe one holding none of them (e.g. the test rows of a training customer's
+    bucket); partitions with other names, left from another bucket count, are probed."""
     every = deletions.all_ids()
-    return [
-        partition
-        for partition in stored_partitions(io, key)
-        if _reaches(io.probe(key, partition), every, deletions.instance)
-    ]
+    instance = deletions.instance
+    source_of = [s.name for s, k in assets.keys.items() if k == key and s.kind == "source"]
+    if source_of:  # a source's rows derive from its own records only
+        every = {s: i for s, i in every.items() if s == source_of[0]}
+        instance = {s: i for s, i in instance.items() if s == source_of[0]}
+        if not every:
+            return []
+    stored = stored_partitions(io, key)
+    hint = bucket_hint(assets, key)
+    if hint is not None and set(every) <= {hint[0]}:
+        source, n = hint
+        names = bucket_keys(n)
+        ids = every.get(source, np.zeros(0, dtype=np.uint64))
+        hit = {names[int(b)] for b in np.unique(bucket_of(ids, n))} if len(ids) else set()
+        return [
+            p
+            for p in stored
+            if p in hit
+            or (p not in names and _reaches(io.probe(key, p), every, instance))
+        ]
+    return [p for p in stored if _reaches(io.probe(key, p), every, instance)]
 
 
 def needs_recompute(
@@ -188,12 +230,16 @@ def affected_targets(
     out: list[tuple[dg.AssetKey, Partition]] = []
     for name in pipeline.sources:
         key = assets.key("source", name)
-        out.extend((key, p) for p in reached_partitions(io, key, deletions))
+        out.extend((key, p) for p in reached_partitions(io, assets, key, deletions))
     recompute = needs_recompute(pipeline, assets, io, deletions)
     reached = False
     for kind in ("prepared", "train", "test"):
         key = assets.key(kind)
-        found = stored_partitions(io, key) if recompute else reached_partitions(io, key, deletions)
+        found = (
+            stored_partitions(io, key)
+            if recompute
+            else reached_partitions(io, assets, key, deletions)
+        )
         out.extend((key, p) for p in found)
         reached = reached or bool(found)
     if reached:
