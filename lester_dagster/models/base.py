@@ -259,8 +259,9 @@ class Unlearner(ABC):
         """Drop the dead rows from the stored matrix (positions do not change)."""
         if self._alive.size == self._X_all.shape[0]:
             return
-        self._subset_rows(self._alive)
-        self._X_all = subset_rows(self._X_all, self._alive)
+        kept = subset_rows(self._X_all, self._alive)
+        self._subset_rows(self._alive, kept)
+        self._X_all = kept
         self._y_all = self._y_all[self._alive]
         self._alive = np.arange(self._X_all.shape[0], dtype=np.intp)
         self._alive_mask = np.ones(self._X_all.shape[0], dtype=bool)
@@ -500,8 +501,9 @@ class Unlearner(ABC):
     def _check_removal(self, removed: IntArray) -> None:  # noqa: B027 - optional hook
         """Raise :class:`UnlearningError` if removing ``removed`` is not possible (no change)."""
 
-    def _subset_rows(self, keep: IntArray) -> None:  # noqa: B027 - optional hook
-        """Called by :meth:`compact` before the stored rows are reduced to ``keep``."""
+    def _subset_rows(self, keep: IntArray, X_kept: Matrix) -> None:  # noqa: B027 - optional hook
+        """Called by :meth:`compact` before the stored rows are reduced to ``keep``; ``X_kept``
+        is the stored matrix after it (share it rather than copying the rows again)."""
 
     @abstractmethod
     def _replace(self, old: StoredRows, changed: IntArray, columns: ColumnMap) -> UpdateOutcome:

@@ -88,7 +88,6 @@ from lester_dagster.models.base import (
     add_product,
     dense_rows,
     low_rank_factors,
-    subset_rows,
 )
 from lester_dagster.models.objective import LogisticObjective, newton_solve, woodbury_factors
 from lester_dagster.models.refit import fit_in_place
@@ -212,9 +211,9 @@ class LogisticUnlearner(Unlearner):
                 "raises on such data). Keep rows of two classes, or drop the model"
             )
 
-    def _subset_rows(self, keep: IntArray) -> None:
+    def _subset_rows(self, keep: IntArray, X_kept: Matrix) -> None:
         self._labels = self._labels[keep]
-        self._objective.replace_rows(subset_rows(self._X_all, keep), self._labels)
+        self._objective.replace_rows(X_kept, self._labels)  # one matrix for both, pickled once
 
     def _update(self, removed: IntArray) -> UpdateOutcome:
         left = self._counts - np.bincount(self._labels[removed], minlength=self._counts.size)

@@ -150,6 +150,9 @@ def test_compaction_keeps_the_objective_in_step() -> None:
     old = params(unlearner.model)
     record = unlearner.forget(np.arange(60))  # now fewer than half the stored rows are alive
     assert record.detail["compacted"] is True
+    # the objective reads the stored matrix itself, not a second copy (pickled once)
+    assert unlearner._objective.X is unlearner._X_all
+    assert unlearner._X_all.shape[0] == X.shape[0] - 310
     reference = BINARY.fit_reference(X[310:], y[310:])
     assert_newton(BINARY, unlearner.model, old, reference, X_test)
     old = params(unlearner.model)
