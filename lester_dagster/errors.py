@@ -173,7 +173,12 @@ class LedgerStateError(LesterError, RuntimeError):
 
 class RewriteError(LesterError, RuntimeError):
     """The LLM rewrite of a script into a pipeline module failed; the message says at which
-    stage (request, parse, static check, execution, differential check) and why."""
+    stage (request, parse, static check, execution, differential check) and why.
+
+    ``report``: the :class:`~lester_dagster.rewrite.report.RewriteReport` of the rewrite that
+    failed, when there is one (``None`` otherwise)."""
+
+    report: object | None = None
 
 
 class LLMError(RewriteError, ConnectionError):

@@ -9,6 +9,7 @@ are hand-written fixtures, never model output.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,24 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with running_server() as fake:
         yield fake
+
+
+MESSY = Path(__file__).resolve().parents[2] / "examples" / "messy"
+"""The messy example scripts (examples/messy)."""
+
+EXAMPLES = {
+    "complaint_mails": ("complaints_loops.py", "complaints", "rewrite_complaints"),
+    "churn": ("churn_pandas.py", "churn", "rewrite_churn"),
+    "machine_failures": ("sensors_numpy.py", "sensors", "rewrite_sensors"),
+}
+"""Pipeline name -> (messy script, its dataset, the scripted server's fixture script)."""
+
+
+@pytest.fixture(scope="session")
+def messy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The messy scripts' generated sample data: ``<root>/<dataset>/`` (seeded, small)."""
+    from examples.messy import data as messy_data_module
+
+    root = tmp_path_factory.mktemp("messy-sample-data")
+    messy_data_module.write_all(root)
+    return root
