@@ -6,10 +6,16 @@ that defines ``pipeline`` (a ``LesterPipeline``) or ``pipelines`` (a list), opti
 up; see :func:`lester_dagster.orchestration.discover_definitions`. ``complaints.py`` is the
 running example (assets ``customers``, ``mails``, ``complaints``, ``train``, ``test``,
 ``X_train``, ``y_train``, ``X_test``, ``y_test``, ``model`` in group ``complaints``).
+Modules written by ``lester-dagster rewrite`` land here too (their assets keyed under their
+pipeline's name). ``rewrite_job`` (op ``llm_rewrite``, resource ``llm``) runs that rewrite
+from the launchpad (:mod:`lester_dagster.rewrite.job`).
 """
 
 from __future__ import annotations
 
-from lester_dagster.orchestration import discover_definitions
+import dagster as dg
 
-defs = discover_definitions(__name__)
+from lester_dagster.orchestration import discover_definitions
+from lester_dagster.rewrite.job import rewrite_definitions
+
+defs = dg.Definitions.merge(discover_definitions(__name__), rewrite_definitions())

@@ -12,6 +12,8 @@
 ``verify``    check every stored artifact against the deletions in effect (no row of a deleted
               record, deleted values missing and re-executed, with ``--model`` the model equal
               to a refit); exits 1 on a violation: ``lester-dagster verify --model``
+``rewrite``   rewrite a messy script into a checked pipeline module with an LLM:
+              ``lester-dagster rewrite messy.py --name NAME`` (exits 1 when the checks fail)
 
 Exit codes: 0 ok, 1 a check failed (``verify``), 2 a usage or input error.
 """
@@ -142,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--model", action="store_true", help="also compare the model with a refit (expensive)"
     )
+    from lester_dagster.rewrite.command import add_parser as add_rewrite_parser
+
+    add_rewrite_parser(sub)
     for command in (trace, verify):
         command.add_argument("--pipeline", metavar="NAME", help="default: the only pipeline")
         command.add_argument(
@@ -374,6 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _trace(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "rewrite":
+            from lester_dagster.rewrite.command import run as run_rewrite
+
+            return run_rewrite(args)
         return _generate(args)
     except LesterError as exc:
         print(f"error: {exc}", file=sys.stderr)
