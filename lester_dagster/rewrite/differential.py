@@ -22,14 +22,21 @@ concrete numbers.
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from lester_dagster.rewrite._align import (
+    Alignment,
+    align_rows,
+    close,
+    integral,
+    match_columns,
+    quantize,
+    refine,
+)
 from lester_dagster.rewrite.capture import Captured, ModelSummary
 
 __all__ = ["ArtifactDiff", "Diff", "compare"]
@@ -77,16 +84,6 @@ class Diff:
         return self.report
 
 
-@dataclass
-class _Alignment:
-    pairs_a: np.ndarray
-    pairs_b: np.ndarray
-    missing: np.ndarray  # original rows without a partner
-    extra: np.ndarray  # rewrite rows without a partner
-    columns: dict[int, int] = field(default_factory=dict)  # original column -> rewrite column
-    aligned: bool = True
-
-
 # --- conversion -------------------------------------------------------------------------------
 
 
@@ -132,212 +129,6 @@ def _numeric(series: Any) -> bool:
     return bool(pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series))
 
 
-def _quantize(matrix: np.ndarray, quantum: float) -> np.ndarray:
-    q = np.round(np.nan_to_num(matrix, nan=np.inf) / quantum)
-    q[~np.isfinite(q)] = np.iinfo(np.int64).max // 2
-    result: np.ndarray = q.astype(np.int64)
-    return result
-
-
-def _digest(data: np.ndarray) -> bytes:
-    return hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).digest()
-
-
-# --- row alignment ----------------------------------------------------------------------------
-
-
-def _pair(
-    fp_a: list[bytes], fp_b: list[bytes], tie_a: list[bytes], tie_b: list[bytes]
-) -> _Alignment:
-    groups_b: dict[bytes, list[int]] = defaultdict(list)
-    for index, fp in enumerate(fp_b):
-        groups_b[fp].append(index)
-    groups_a: dict[bytes, list[int]] = defaultdict(list)
-    for index, fp in enumerate(fp_a):
-        groups_a[fp].append(index)
-    pairs_a, pairs_b, missing = [], [], []
-    for fp, rows_a in groups_a.items():
-        rows_b = sorted(groups_b.pop(fp, []), key=lambda r: (tie_b[r], r))
-        rows_a = sorted(rows_a, key=lambda r: (tie_a[r], r))
-        pairs_a.extend(rows_a[: len(rows_b)])
-        pairs_b.extend(rows_b[: len(rows_a)])
-        missing.extend(rows_a[len(rows_b) :])
-        groups_b[fp] = rows_b[len(rows_a) :]
-    extra = sorted(r for rows in groups_b.values() for r in rows)
-    order = np.argsort(pairs_a, kind="stable")
-    return _Alignment(
-        np.asarray(pairs_a, dtype=np.int64)[order],
-        np.asarray(pairs_b, dtype=np.int64)[order],
-        np.asarray(sorted(missing), dtype=np.int64),
-        np.asarray(extra, dtype=np.int64),
-    )
-
-
-def _row_views(qa: np.ndarray, qb: np.ndarray) -> list[tuple[list[bytes], list[bytes]]]:
-    """Column-order-independent row fingerprints, most informative view first."""
-    views = []
-    sig_a = [_digest(np.sort(qa[:, i])) for i in range(qa.shape[1])]
-    sig_b = [_digest(np.sort(qb[:, j])) for j in range(qb.shape[1])]
-    groups_a: dict[bytes, list[int]] = defaultdict(list)
-    groups_b: dict[bytes, list[int]] = defaultdict(list)
-    for i, s in enumerate(sig_a):
-        groups_a[s].append(i)
-    for j, s in enumerate(sig_b):
-        groups_b[s].append(j)
-    shared = sorted(s for s in groups_a if len(groups_b.get(s, ())) == len(groups_a[s]))
-    if shared:
-
-        def by_groups(q: np.ndarray, groups: Mapping[bytes, list[int]]) -> list[bytes]:
-            parts = [np.sort(q[:, groups[s]], axis=1) for s in shared]
-            block = np.hstack(parts)
-            return [_digest(row) for row in block]
-
-        views.append((by_groups(qa, groups_a), by_groups(qb, groups_b)))
-    views.append(
-        ([_digest(r) for r in np.sort(qa, axis=1)], [_digest(r) for r in np.sort(qb, axis=1)])
-    )
-    return views
-
-
-def _ties(q: np.ndarray, labels: np.ndarray | None) -> list[bytes]:
-    """Tie-breakers inside a fingerprint group: the row's label first (when known), then its
-    sorted values."""
-    rows = [_digest(r) for r in np.sort(q, axis=1)]
-    if labels is None or labels.size != q.shape[0]:
-        return rows
-    return [repr(label).encode() + b"|" + row for label, row in zip(labels.tolist(), rows)]
-
-
-def _align_rows(
-    a: np.ndarray,
-    b: np.ndarray,
-    qa: np.ndarray,
-    qb: np.ndarray,
-    keys: tuple[Sequence[Hashable], Sequence[Hashable]] | None,
-    labels: tuple[np.ndarray | None, np.ndarray | None],
-) -> _Alignment:
-    tie_a, tie_b = _ties(qa, labels[0]), _ties(qb, labels[1])
-    if keys is not None:
-        key_a = [repr(k).encode() for k in keys[0]]
-        key_b = [repr(k).encode() for k in keys[1]]
-        return _pair(key_a, key_b, tie_a, tie_b)
-    views = _row_views(qa, qb)
-    integral_a = [i for i in range(a.shape[1]) if _integral(a[:, i])]
-    integral_b = [j for j in range(b.shape[1]) if _integral(b[:, j])]
-    views.append(
-        (
-            [_digest(r) for r in np.sort(qa[:, integral_a], axis=1)],
-            [_digest(r) for r in np.sort(qb[:, integral_b], axis=1)],
-        )
-    )
-    best: _Alignment | None = None
-    for fp_a, fp_b in views:
-        candidate = _pair(fp_a, fp_b, tie_a, tie_b)
-        if best is None or candidate.pairs_a.size > best.pairs_a.size:
-            best = candidate
-    assert best is not None
-    best.aligned = best.pairs_a.size >= 0.5 * min(a.shape[0], b.shape[0])
-    return best
-
-
-def _integral(column: np.ndarray) -> bool:
-    values = column[~np.isnan(column)]
-    return bool(np.all(values == np.round(values)))
-
-
-# --- column matching --------------------------------------------------------------------------
-
-
-def _close(x: np.ndarray, y: np.ndarray, rtol: float, atol: float) -> np.ndarray:
-    result: np.ndarray = np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
-    return result
-
-
-def _match_columns(
-    pa: np.ndarray, pb: np.ndarray, quantum: float, rtol: float, atol: float
-) -> dict[int, int]:
-    """Original column -> rewrite column for columns equal on the aligned rows (same position
-    preferred among equal candidates)."""
-    qa, qb = _quantize(pa, quantum), _quantize(pb, quantum)
-    by_digest: dict[bytes, list[int]] = defaultdict(list)
-    for j in range(qb.shape[1]):
-        by_digest[_digest(qb[:, j])].append(j)
-    used: set[int] = set()
-    columns: dict[int, int] = {}
-    for i in range(qa.shape[1]):
-        candidates = [j for j in by_digest.get(_digest(qa[:, i]), []) if j not in used]
-        if i in candidates:
-            candidates.remove(i)
-            candidates.insert(0, i)
-        for j in candidates:
-            if np.all(_close(pa[:, i], pb[:, j], rtol, atol)):
-                columns[i] = j
-                used.add(j)
-                break
-    # second pass: near-equal columns the quantisation split (values on a rounding boundary)
-    free_b = [j for j in range(pb.shape[1]) if j not in used]
-    for i in range(pa.shape[1]):
-        if i in columns or not free_b:
-            continue
-        ok = np.all(_close(pa[:, [i]], pb[:, free_b], rtol, atol), axis=0)
-        if ok.any():
-            j = free_b[int(np.argmax(ok))]
-            columns[i] = j
-            free_b.remove(j)
-    return columns
-
-
-def _tentative_pairs(
-    pa: np.ndarray, pb: np.ndarray, columns: dict[int, int], rtol: float, atol: float
-) -> dict[int, int]:
-    """``columns`` plus, for each unmatched original column, the free rewrite column it agrees
-    with on most rows (if on at least half of them)."""
-    pairs = dict(columns)
-    free_b = [j for j in range(pb.shape[1]) if j not in pairs.values()]
-    for i in range(pa.shape[1]):
-        if i in pairs or not free_b:
-            continue
-        agree = _close(pa[:, [i]], pb[:, free_b], rtol, atol).sum(axis=0)
-        k = int(np.argmax(agree))
-        if agree[k] >= 0.5 * pa.shape[0]:
-            pairs[i] = free_b.pop(k)
-    return pairs
-
-
-def _refine(
-    a: np.ndarray,
-    b: np.ndarray,
-    qa: np.ndarray,
-    qb: np.ndarray,
-    alignment: _Alignment,
-    quantum: float,
-    rtol: float,
-    atol: float,
-    labels: tuple[np.ndarray | None, np.ndarray | None],
-) -> _Alignment:
-    """Re-pair rows by their values in the (tentatively) paired columns, in paired order: rows
-    that tie under the order-free fingerprints (two one-hot columns with equal counts) are
-    told apart. Kept only if it matches at least as many rows."""
-    for _ in range(2):
-        pa, pb = a[alignment.pairs_a], b[alignment.pairs_b]
-        pairs = _tentative_pairs(pa, pb, _match_columns(pa, pb, quantum, rtol, atol), rtol, atol)
-        if not pairs:
-            return alignment
-        cols_a = sorted(pairs)
-        cols_b = [pairs[i] for i in cols_a]
-        fp_a = [_digest(r) for r in qa[:, cols_a]]
-        fp_b = [_digest(r) for r in qb[:, cols_b]]
-        refined = _pair(fp_a, fp_b, _ties(qa, labels[0]), _ties(qb, labels[1]))
-        if refined.pairs_a.size < alignment.pairs_a.size:
-            return alignment
-        if np.array_equal(refined.pairs_a, alignment.pairs_a) and np.array_equal(
-            refined.pairs_b, alignment.pairs_b
-        ):
-            return alignment
-        alignment = refined
-    return alignment
-
-
 # --- describing values ------------------------------------------------------------------------
 
 
@@ -356,7 +147,7 @@ def _describe_column(column: np.ndarray) -> str:
     distinct = np.unique(values)
     if distinct.size <= 2 and set(distinct.tolist()) <= {0.0, 1.0}:
         return f"0/1 indicator, {int(values.sum())} ones"
-    kind = "integers" if _integral(values) else "values"
+    kind = "integers" if integral(values) else "values"
     return f"{kind} {_fmt(values.min())}..{_fmt(values.max())}, mean {_fmt(values.mean())}"
 
 
@@ -376,7 +167,7 @@ def _hint(x: np.ndarray, y: np.ndarray) -> str:
         )
     correlation = float(np.corrcoef(x, y)[0, 1])
     text = f"correlation {correlation:.2f}"
-    if _integral(x) and _integral(y) and (x > 0).all() and (y > 0).all():
+    if integral(x) and integral(y) and (x > 0).all() and (y > 0).all():
         ratio = float(np.median(y / x))
         text += f"; the rewrite is typically {_fmt(ratio)} times the original"
         if ratio > 3:
@@ -407,7 +198,7 @@ def _compare_matrix(
     atol: float,
     keys: tuple[Sequence[Hashable], Sequence[Hashable]] | None,
     labels: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
-) -> tuple[ArtifactDiff, _Alignment]:
+) -> tuple[ArtifactDiff, Alignment]:
     a, b, names_a, _ = _matrices(a_value, b_value)
     problems: list[str] = []
     notes: list[str] = []
@@ -418,8 +209,8 @@ def _compare_matrix(
         )
     scale = max(np.nanmax(np.abs(a), initial=0.0), np.nanmax(np.abs(b), initial=0.0), 1.0)
     quantum = max(10 * atol, 1e-7 * scale)
-    qa, qb = _quantize(a, quantum), _quantize(b, quantum)
-    alignment = _align_rows(a, b, qa, qb, keys, labels)
+    qa, qb = quantize(a, quantum), quantize(b, quantum)
+    alignment = align_rows(a, b, qa, qb, keys, labels)
     if not alignment.aligned:
         problems.append(
             f"the rows could not be matched by content: only {alignment.pairs_a.size} of {n} "
@@ -427,7 +218,7 @@ def _compare_matrix(
             "almost everywhere (compare the preparation and every feature)"
         )
     if keys is None and alignment.pairs_a.size:
-        alignment = _refine(a, b, qa, qb, alignment, quantum, rtol, atol, labels)
+        alignment = refine(a, b, qa, qb, alignment, quantum, rtol, atol, labels)
     if alignment.missing.size:
         problems.append(
             f"{alignment.missing.size} of {n} original rows have no equal row in the rewrite "
@@ -440,7 +231,7 @@ def _compare_matrix(
             f"the original drops, or changed): {_rows_text(alignment.extra, 'rewrite', b)}"
         )
     pa, pb = a[alignment.pairs_a], b[alignment.pairs_b]
-    columns = _match_columns(pa, pb, quantum, rtol, atol) if pa.shape[0] else {}
+    columns = match_columns(pa, pb, quantum, rtol, atol) if pa.shape[0] else {}
     alignment.columns = columns
     free_b = [j for j in range(e) if j not in columns.values()]
     listed = 0
@@ -456,9 +247,9 @@ def _compare_matrix(
             "of the rewrite"
         )
         if free_b and pa.shape[0]:
-            differing = (~_close(pa[:, [i]], pb[:, free_b], rtol, atol)).sum(axis=0)
+            differing = (~close(pa[:, [i]], pb[:, free_b], rtol, atol)).sum(axis=0)
             j = free_b[int(np.argmin(differing))]
-            bad = np.flatnonzero(~_close(pa[:, i], pb[:, j], rtol, atol))
+            bad = np.flatnonzero(~close(pa[:, i], pb[:, j], rtol, atol))
             row = bad[0]
             delta = np.abs(pa[:, i] - pb[:, j])
             text += (
@@ -495,7 +286,7 @@ def _compare_matrix(
 
 
 def _compare_labels(
-    name: str, a_value: Any, b_value: Any, alignment: _Alignment | None
+    name: str, a_value: Any, b_value: Any, alignment: Alignment | None
 ) -> ArtifactDiff:
     ya, yb = np.asarray(a_value).ravel(), np.asarray(b_value).ravel()
     problems: list[str] = []
@@ -551,7 +342,7 @@ def _class_name(model: Any) -> str:
 def _compare_model(
     a_values: Mapping[str, Any],
     b_values: Mapping[str, Any],
-    alignments: Mapping[str, _Alignment],
+    alignments: Mapping[str, Alignment],
     model_atol: float,
     min_agreement: float,
 ) -> ArtifactDiff:
@@ -626,7 +417,7 @@ def compare(
     a_values, b_values = _values(original), _values(rewritten)
     wanted = list(names) if names is not None else list(a_values)
     artifacts: list[ArtifactDiff] = []
-    alignments: dict[str, _Alignment] = {}
+    alignments: dict[str, Alignment] = {}
     for name in wanted:
         if name not in a_values:
             raise KeyError(f"{name!r} is not among the original's artifacts {sorted(a_values)}")
