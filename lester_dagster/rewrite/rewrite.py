@@ -261,7 +261,7 @@ class _Run:
         first = next((a for a in diff.artifacts if not a.ok), None)
         summary = f"{first.name} differs" if first else "differs"
         if first and first.problems:
-            summary += f": {first.problems[0][:140]}"
+            summary += f": {_clip(first.problems[0], 150)}"
         details = (
             f"The differential check ran the original script `{self.script.name}` and your module "
             f"on the same sample data and compared X_train, y_train and the model's predictions "
@@ -274,10 +274,18 @@ class _Run:
         return False
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _install_data(description: DataDescription, target: Path) -> str:
     """Copy the sample data files to ``target`` (the module's ``DATA_DIR``) where missing."""
     if target.exists() and target.resolve() == description.directory.resolve():
-        return f"data already in {target}"
+        return f"data already in {_shown(target)}"
     target.mkdir(parents=True, exist_ok=True)
     copied, kept = [], []
     for info in description.files:
@@ -288,7 +296,8 @@ def _install_data(description: DataDescription, target: Path) -> str:
             continue
         shutil.copy2(source, destination)
         copied.append(info.name)
-    text = f"copied {', '.join(copied)} to {target}" if copied else f"data already in {target}"
+    shown = _shown(target)
+    text = f"copied {', '.join(copied)} to {shown}" if copied else f"data already in {shown}"
     if kept:
         text += f"; kept the existing {', '.join(kept)} there (they differ from the sample)"
     return text
@@ -451,6 +460,14 @@ def _attempt(
         run.say(f"attempt {number}: comparing with the original script")
         run.differ(rewritten, attempt)
     return code
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut after its last ``;`` before ``limit`` characters (whole clauses)."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(";", 0, limit)
+    return (text[:cut] if cut > 0 else text[:limit]) + " ..."
 
 
 def _first_line(error: BaseException) -> str:
