@@ -50,12 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lester_dagster.errors import (
-    GeneratedCodeError,
-    LLMError,
-    RewriteCheckError,
-    RewriteError,
-)
+from lester_dagster.errors import GeneratedCodeError, RewriteCheckError, RewriteError
 from lester_dagster.rewrite.capture import Captured, capture_script, load_captured
 from lester_dagster.rewrite.client import LLMClient
 from lester_dagster.rewrite.describe import DataDescription, describe_data
@@ -387,10 +382,11 @@ def rewrite_script(
             say(f"attempt {number}: {failure.stage} failed: {failure.summary}")
             if number < attempts:
                 messages = _repair(messages, code, attempt, failure)
-    except LLMError as error:
+    except RewriteError as error:  # the LLM server, or the original script on its data
         report.error = str(error)
         report.seconds = time.perf_counter() - began
-        error.report = report
+        if error.report is None:
+            error.report = report
         raise
     finally:
         run.close()

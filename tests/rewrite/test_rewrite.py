@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lester_dagster.errors import GeneratedCodeError, RewriteCheckError, RewriteError
+from lester_dagster.errors import GeneratedCodeError, LLMError, RewriteCheckError, RewriteError
 from lester_dagster.rewrite.client import LLMClient
 from lester_dagster.rewrite.module import body_hash, read_header
 from lester_dagster.rewrite.report import RewriteReport
@@ -213,3 +213,21 @@ def test_bad_input_is_named(
 def test_every_rewrite_fixture_is_labelled() -> None:
     for path in FIXTURE_DIR.glob("rewrite_*"):
         assert "SCRIPTED TEST FIXTURE" in path.read_text(encoding="utf-8")[:400], path
+
+
+def test_an_unreachable_server_is_an_llm_error_with_the_report(
+    messy_data: Path, tmp_path: Path
+) -> None:
+    client = LLMClient(model="m", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout=5)
+    with pytest.raises(LLMError, match=r"127\.0\.0\.1:9") as caught:
+        rewrite_script(
+            MESSY / "sensors_numpy.py",
+            "machine_failures",
+            data_dir=messy_data / "sensors",
+            client=client,
+            out_dir=tmp_path / "definitions",
+        )
+    report = caught.value.report
+    assert isinstance(report, RewriteReport) and report.outcome == "failed"
+    assert "127.0.0.1:9" in report.to_markdown()
+    assert not (tmp_path / "definitions").exists()
