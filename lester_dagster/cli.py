@@ -14,6 +14,8 @@
               to a refit); exits 1 on a violation: ``lester-dagster verify --model``
 ``rewrite``   rewrite a messy script into a checked pipeline module with an LLM:
               ``lester-dagster rewrite messy.py --name NAME`` (exits 1 when the checks fail)
+``bench``     the paper's Figure 4 on our system: recompute vs our IVM vs the prototype's way,
+              to CSV, Markdown and a PNG plot: ``lester-dagster bench --quick``
 
 Exit codes: 0 ok, 1 a check failed (``verify``), 2 a usage or input error.
 """
@@ -147,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     from lester_dagster.rewrite.command import add_parser as add_rewrite_parser
 
     add_rewrite_parser(sub)
+    from lester_dagster.bench.command import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     for command in (trace, verify):
         command.add_argument("--pipeline", metavar="NAME", help="default: the only pipeline")
         command.add_argument(
@@ -383,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lester_dagster.rewrite.command import run as run_rewrite
 
             return run_rewrite(args)
+        if args.command == "bench":
+            from lester_dagster.bench.command import run as run_bench
+
+            return run_bench(args)
         return _generate(args)
     except LesterError as exc:
         print(f"error: {exc}", file=sys.stderr)
