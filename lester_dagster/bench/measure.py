@@ -1,7 +1,8 @@
 """Measuring one call: wall time, peak memory, the bytes it wrote; medians of repetitions.
 
 Peak memory comes from Linux's ``VmHWM`` (the process's resident high-water mark), reset
-before each measured call by writing ``5`` to ``/proc/self/clear_refs``; where that is not
+before each measured call by writing ``5`` to ``/proc/self/clear_refs`` (after a garbage
+collection and glibc's ``malloc_trim``, so memory freed earlier is not counted); where that is not
 possible (not Linux) the peak is the process's lifetime maximum (``ru_maxrss``) and
 :attr:`Sample.peak_reset` says so. Both are whole-process figures: the increase over the RSS
 before the call (:attr:`Sample.peak_increase_mib`) is the call's own memory.
@@ -80,8 +81,24 @@ class Sample:
         return max(0.0, self.peak_rss_mib - self.rss_before_mib)
 
 
+def _trim() -> None:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``), so that the RSS before a
+    call is not inflated by what earlier calls freed and the call's increase is visible."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def measure(call: Callable[[], T]) -> tuple[Sample, T]:
-    """Run ``call`` once; its wall time and the process's peak RSS during it."""
+    """Run ``call`` once; its wall time and the process's peak RSS during it (freed memory is
+    first returned to the OS where glibc allows, outside the timing)."""
+    import gc
+
+    gc.collect()
+    _trim()
     before = rss_mib("VmRSS")
     reset = _reset_peak()
     began = time.perf_counter()
