@@ -276,6 +276,10 @@ def render_plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 if note != "":
                     ax.annotate(f"Δw {float(note):.0e}", (x, y), textcoords="offset points",
                                 xytext=(0, 6), ha="center", fontsize=7, rotation=90)  # fmt: skip
+        target = _target(OURS, request)
+        if target is not None:
+            ax.axhline(target, color=PLOT_STYLE[OURS], linestyle="--", linewidth=0.8,
+                       label="target of our IVM at 1M")  # fmt: skip
         ax.set_yscale("log")
         ax.set_xticks(range(len(sizes)), [f"{c:,}" for c in sizes])
         ax.set_xlabel("customers")
