@@ -164,7 +164,8 @@ def machine() -> str:
 
 def code_version() -> str:
     """The measured code: the git commit of the package (``+ uncommitted changes`` when
-    ``lester_dagster/`` differs from it), else ``unknown (not a git checkout)``."""
+    ``lester_dagster/`` differs from it), else the ``.commit`` file beside the package (an
+    exported tree), else ``unknown (not a git checkout)``."""
     import lester_dagster
 
     root = Path(lester_dagster.__file__).resolve().parent.parent
@@ -178,7 +179,8 @@ def code_version() -> str:
         commit = git("rev-parse", "--short", "HEAD")
         dirty = git("status", "--porcelain", "--", "lester_dagster")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
+        marker = root / ".commit"  # an exported tree (git archive) names its commit here
+        return marker.read_text().strip() if marker.exists() else "unknown (not a git checkout)"
     return commit + (" + uncommitted changes" if dirty else "")
 
 
