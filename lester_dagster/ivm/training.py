@@ -25,8 +25,8 @@ preparation) need the frame-level IVM of the deletion issue; label functions mus
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ from lester_dagster.models.dispatch import fit_for_forgetting
 __all__ = ["TrainingState", "TrainingUpdate"]
 
 IntArray = npt.NDArray[np.intp]
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class TrainingUpdate:
     records: tuple[UpdateRecord, ...]
     reencoded_blocks: tuple[str, ...]
     seconds: float
+    #: Per re-encoded block whose change is affine (a scaler whose statistics moved, same
+    #: width): ``(ratio, shift)`` with new column = ratio * old column + shift, for any row.
+    affine: Mapping[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
 
     @property
     def strategies(self) -> dict[str, str]:
@@ -133,6 +137,7 @@ class TrainingState:
         self.label = label
         self.label_inputs = label_inputs
         self.history: list[TrainingUpdate] = []
+        self._affine_maps: dict[str, tuple[FloatArray, FloatArray]] = {}
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -270,14 +275,19 @@ class TrainingState:
         frame: pd.DataFrame,
         prov: Prov,
         changed: Sequence[str],
+        affine: Mapping[str, tuple[FloatArray, FloatArray]] | None = None,
     ) -> FeatureMatrix:
         """Bring another matrix encoded with this state's encoding (X_test) up to date after
         an update: row ``i`` of the result is row ``source_rows[i]`` of ``matrix`` (-1: a new
         or changed row, encoded from ``frame``), and the ``changed`` blocks (their fitted state
         changed) are re-encoded for every row of ``frame``, which holds the result's rows.
 
-        Without changed blocks, ``frame`` may hold only the new or changed rows (in order):
-        the kept rows are not read, so their data need not be loaded."""
+        A changed block with an ``affine`` map (``(ratio, shift)``, from
+        :attr:`TrainingUpdate.affine`, composed over the updates since ``matrix`` was encoded)
+        takes the kept rows' old values through the map instead of re-encoding them. Without
+        other changed blocks, ``frame`` may hold only the new or changed rows (in order): the
+        kept rows are not read, so their data need not be loaded."""
+        maps = dict(affine or {})
         rows = np.asarray(source_rows, dtype=np.intp)
         fresh = np.flatnonzero(rows < 0)
         kept = np.flatnonzero(rows >= 0)
@@ -285,7 +295,9 @@ class TrainingState:
         every_row = [
             b.name
             for b in self.features.blocks
-            if b.name in changed or b.name not in old_blocks or old_blocks[b.name].width != b.width
+            if (b.name in changed and b.name not in maps)
+            or b.name not in old_blocks
+            or old_blocks[b.name].width != b.width
         ]
         fresh_only = len(frame) == fresh.size != len(rows)
         if len(rows) != prov.n or (len(frame) != len(rows) and not fresh_only):
@@ -311,6 +323,11 @@ class TrainingState:
                 parts.append(transformer.transform(_inputs(frame, spec, block.inputs)))
                 continue
             taken = matrix.X[rows[kept]][:, old.start : old.stop]
+            if block.name in maps:  # new = ratio * old + shift, column by column
+                ratio, shift = maps[block.name]
+                values = taken.toarray() if sp.issparse(taken) else np.asarray(taken)
+                mapped = values * ratio + shift
+                taken = sp.csr_matrix(mapped) if sparse else mapped
             if fresh.size == 0:
                 parts.append(taken)
                 continue
@@ -376,6 +393,10 @@ class TrainingState:
             if block.name in changed and old is not None and now is not None:
                 ratio = now[0] / old[0]
                 affine[block.name] = (block, ratio, now[1] - old[1] * ratio)
+        self._affine_maps = {
+            name: (np.asarray(r, dtype=np.float64), np.asarray(c, dtype=np.float64))
+            for name, (_, r, c) in affine.items()
+        }
         if not affine:
             return []
         cols = np.concatenate([np.arange(b.start, b.stop) for b, _, _ in affine.values()])
@@ -476,8 +497,15 @@ class TrainingState:
         records: list[UpdateRecord],
         changed: list[str],
     ) -> TrainingUpdate:
+        maps = getattr(self, "_affine_maps", {})  # states pickled before it existed
         update = TrainingUpdate(
-            removed, replaced, tuple(records), tuple(changed), time.perf_counter() - started
+            removed,
+            replaced,
+            tuple(records),
+            tuple(changed),
+            time.perf_counter() - started,
+            {name: m for name, m in maps.items() if name in changed},
         )
+        self._affine_maps = {}
         self.history.append(update)
         return update

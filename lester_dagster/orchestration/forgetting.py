@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -622,18 +622,22 @@ class _Run:
         started = time.perf_counter()
         old = self.io.load(x_key)
         changed_blocks = sorted({b for u in updates for b in u.reencoded_blocks})
-        partial = None if refit or changed_blocks else self.test_rows(old, test_parts)
+        maps = _composed_affine(updates)
+        re_encoded = [b for b in changed_blocks if b not in maps]
+        partial = None if refit or re_encoded else self.test_rows(old, test_parts)
         if partial is not None:
             rows, prov, fresh = partial
-            if len(rows) == old.shape[0] and bool((rows == np.arange(len(rows))).all()):
+            same_rows = len(rows) == old.shape[0] and bool((rows == np.arange(len(rows))).all())
+            if same_rows and not maps:
                 return
-            matrix = state.reencode_matrix(old, rows, fresh, prov, ())
+            matrix = state.reencode_matrix(old, rows, fresh, prov, changed_blocks, maps)
             # X_test's keys, and those of the rows the reached partitions hold now
             carriers = [FrameArtifact(pd.DataFrame(), prov.take(rows[:0]), {}, key_indexes_of(old))]
             carriers += list(test_parts.values())
             indexes = concat_frames(carriers).key_indexes
             matrix = FeatureMatrix(matrix.X, matrix.prov, matrix.blocks, KeyResolver(indexes))
-            labels = self.test_labels(rows, prov, fresh, indexes)
+            lineage = next(iter(test_parts.values())).lineage if test_parts else {}
+            labels = self.test_labels(rows, prov, fresh, indexes, lineage)
         else:
             test = self.whole_side("test", test_parts)
             if len(test) == 0:  # every test row deleted: encoders refuse empty input
@@ -680,6 +684,7 @@ class _Run:
         prov: Prov,
         fresh: pd.DataFrame,
         indexes: Mapping[str, pd.DataFrame],
+        lineage: Mapping[str, frozenset[ColumnRef]],
     ) -> LabelsArtifact:
         """y_test after the update: old labels where a row is kept, the label function on the
         new or changed rows (labels are row-wise)."""
@@ -690,12 +695,33 @@ class _Run:
         if kept.all():
             y = y_old[rows]
         else:
-            art = FrameArtifact(fresh, prov.take(np.flatnonzero(~kept)), {}, {})
+            art = FrameArtifact(fresh, prov.take(np.flatnonzero(~kept)), lineage, indexes)
             y_new = np.asarray(steps.testing_labels(self.pipeline, art).y)
             y = np.empty(len(rows), dtype=np.result_type(y_old, y_new))
             y[kept] = y_old[rows[kept]]
             y[~kept] = y_new
         return LabelsArtifact(Labels(y, prov, old.inputs, old.lineage), indexes)
+
+
+def _composed_affine(
+    updates: Sequence[TrainingUpdate],
+) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """Per block, the affine map (ratio, shift) from its values before ``updates`` to after
+    them, for the blocks every re-encoding of which was affine (absent: re-encode from data)."""
+    maps: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+    broken: set[str] = set()
+    for update in updates:
+        for name in update.reencoded_blocks:
+            if name not in update.affine:
+                broken.add(name)
+                continue
+            ratio, shift = update.affine[name]
+            if name in maps:
+                r0, s0 = maps[name]
+                maps[name] = (r0 * ratio, s0 * ratio + shift)
+            else:
+                maps[name] = (ratio, shift)
+    return {name: m for name, m in maps.items() if name not in broken}
 
 
 def apply_deletions(

@@ -187,8 +187,7 @@ def reached_partitions(
         return [
             p
             for p in stored
-            if p in hit
-            or (p not in names and _reaches(io.probe(key, p), every, instance))
+            if p in hit or (p not in names and _reaches(io.probe(key, p), every, instance))
         ]
     return [p for p in stored if _reaches(io.probe(key, p), every, instance)]
 

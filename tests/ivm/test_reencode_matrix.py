@@ -273,3 +273,31 @@ def test_a_frame_of_only_the_new_rows_is_refused_when_blocks_changed() -> None:
     fresh = s.test.to_pandas().iloc[np.flatnonzero(rows < 0)].reset_index(drop=True)
     with pytest.raises(PlanError, match="must be re-encoded for every row"):
         s.state.reencode_matrix(s.old, rows, fresh, s.test.prov, s.changed)
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])
+def test_a_moved_scaler_maps_the_kept_rows_affinely(sparse: bool) -> None:
+    """Forgetting rows that only move the scaler: the update records the scaler's affine map,
+    and X_test's kept rows go through it, without their data, as encoding would give."""
+    s = Scenario(sparse, forget=False)
+    frame = s.state.frame
+    # the training rows with the largest x: the scaler moves, no category vanishes
+    rows = np.flatnonzero(frame["x"] >= frame["x"].quantile(0.9))
+    assert frame["cat"].iloc[rows].nunique() < frame["cat"].nunique()
+    update = s.state.forget_rows(rows)
+    assert "x" in update.reencoded_blocks and set(update.affine) == {"x"}
+    ratio, shift = update.affine["x"]
+    assert not np.allclose(ratio, 1.0) or not np.allclose(shift, 0.0)
+    kept = s.source_rows()
+    fresh = s.test.to_pandas().iloc[np.flatnonzero(kept < 0)].reset_index(drop=True)
+    changed = [b for b in update.reencoded_blocks if b != "x"]
+    got = s.state.reencode_matrix(
+        s.old, kept, fresh if not changed else s.test.to_pandas(), s.test.prov,
+        update.reencoded_blocks, update.affine,
+    )  # fmt: skip
+    _assert_same(got, s.from_scratch())
+    # without the map the old values would be kept: the scaled column would be stale
+    stale = s.state.reencode_matrix(
+        s.old, kept, s.test.to_pandas(), s.test.prov, [b for b in changed], {}
+    )
+    assert _max_abs_diff(stale.X, s.from_scratch().X) > 1e-3
