@@ -276,13 +276,27 @@ def split_mask(prov: Prov, source: str, test_fraction: float, seed: int) -> npt.
         raise UnknownSourceError(source, prov.sources)
     if isinstance(test_fraction, bool) or not 0.0 < float(test_fraction) < 1.0:
         raise PlanError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
-    if not prov.single:
-        raise UnsupportedOperationError(
-            f"split by {source!r} needs rows that each derive from one record of {source!r}, "
-            "but these rows were aggregated or de-duplicated; split before group_by/"
-            "drop_duplicates"
-        )
     ids = prov.keys[source]
+    if not prov.single:
+        # an aggregated row splits with the one record of ``source`` all its monomials share
+        # (e.g. orders summed per customer, split by customer)
+        lengths = prov.lengths()
+        if (lengths == 0).any():
+            raise PlanError(
+                f"split by {source!r}: {int((lengths == 0).sum())} row(s) derive from no record"
+            )
+        starts = np.asarray(prov.offsets, dtype=np.intp)[:-1]
+        first = ids[starts]
+        mixed = ids != first[prov.row_of_monomial()]
+        if mixed.any():
+            rows = np.unique(prov.row_of_monomial()[mixed])
+            raise UnsupportedOperationError(
+                f"split by {source!r} needs rows that each derive from one record of "
+                f"{source!r}, but {rows.size} row(s) (e.g. row {int(rows[0])}) were aggregated "
+                f"over several of its records; group by {source!r}'s key, or split before "
+                "group_by/drop_duplicates"
+            )
+        ids = first
     if (ids == 0).any():
         raise PlanError(
             f"split by {source!r}: {int((ids == 0).sum())} row(s) do not derive from any "

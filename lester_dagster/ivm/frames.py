@@ -26,7 +26,6 @@ from typing import Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from lester_dagster.errors import UnsupportedOperationError
 from lester_dagster.frame import Prov
 from lester_dagster.frame.plan import Aggregate, Distinct, Join, Node, Source
 from lester_dagster.frame.provenance import Ids, mix64
@@ -93,16 +92,18 @@ def rows_mentioning(prov: Prov, ids: Mapping[str, Ids]) -> npt.NDArray[np.intp]:
 
 def row_identity(prov: Prov) -> npt.NDArray[np.uint64]:
     """One 64-bit identity per row from its monomial (the key id of each source, in source
-    name order); rows of the same records get the same identity in every artifact."""
-    if not prov.single:
-        raise UnsupportedOperationError(
-            "rows with several provenance monomials (aggregated or de-duplicated) have no "
-            "single identity; such plans are recomputed after a deletion"
-        )
-    combined = np.full(prov.n, _IDENTITY_SALT, dtype=np.uint64)
+    name order); rows of the same records get the same identity in every artifact. A row with
+    several monomials (aggregated) gets the wrapping sum of its monomials' identities: the
+    same set of records gives the same identity, and removing one changes it."""
+    width = int(prov.lengths().sum())
+    combined = np.full(width, _IDENTITY_SALT, dtype=np.uint64)
     for source in sorted(prov.sources):
         combined = mix64(combined ^ prov.keys[source], _IDENTITY_SALT)
-    return combined
+    if prov.single:
+        return combined
+    out = np.zeros(prov.n, dtype=np.uint64)  # one monomial: the same identity as single
+    np.add.at(out, prov.row_of_monomial(), combined)
+    return out
 
 
 def positions_in(

@@ -21,6 +21,7 @@ from sklearn.base import clone
 
 from lester_dagster.features.matrix import encode_labels, fit_encode
 from lester_dagster.frame import Prov, Result
+from lester_dagster.ivm.frames import row_identity
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.models.base import max_abs_difference
 
@@ -32,9 +33,10 @@ MODEL_RTOL = 1e-9
 
 
 def provenance_order(prov: Prov) -> npt.NDArray[np.intp]:
-    """Row order by the rows' source key ids (one monomial per row)."""
+    """Row order by the rows' source key ids (aggregated rows: by their identity, the same
+    for the same set of records in every artifact)."""
     if not prov.single:
-        raise ValueError("rows with several provenance monomials cannot be aligned one to one")
+        return np.argsort(row_identity(prov), kind="stable").astype(np.intp)
     keys = [prov.keys[s] for s in sorted(prov.sources, reverse=True)]
     return np.lexsort(keys).astype(np.intp) if keys else np.arange(prov.n, dtype=np.intp)
 

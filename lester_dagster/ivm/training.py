@@ -18,8 +18,9 @@ Every step returns :class:`~lester_dagster.features.record.UpdateRecord` s, coll
 :class:`TrainingUpdate`. Rows are identified by position in the current training frame; the
 prepared rows' provenance (``prov``) maps source keys to positions.
 
-Limits (explicit errors): training rows that carry several provenance monomials (an aggregated
-preparation) need the frame-level IVM of the deletion issue; label functions must be row-wise.
+Limits (explicit errors): :meth:`TrainingState.forget` refuses training rows that carry several
+provenance monomials (an aggregated preparation: a deleted record changes such a row rather
+than removing it; the pipeline's deletion run refits those); label functions must be row-wise.
 """
 
 from __future__ import annotations
@@ -151,12 +152,6 @@ class TrainingState:
         label_inputs: Sequence[str] | None = None,
     ) -> TrainingState:
         """Fit encoders and model on the prepared training rows, keeping what forgetting needs."""
-        if not prepared.prov.single:
-            raise UnsupportedOperationError(
-                "the training rows were aggregated or de-duplicated (several provenance "
-                "monomials per row); forgetting them needs the frame-level IVM, which is not "
-                "available yet: aggregate after the split or train on row-level data"
-            )
         encoding, features = fit_encode(encoding, prepared)
         labels = encode_labels(label, prepared, inputs=label_inputs)
         frame = prepared.to_pandas()
@@ -192,8 +187,17 @@ class TrainingState:
     # -- instance deletion ---------------------------------------------------------------------
     def forget(self, source: str, keys: Iterable[Any]) -> TrainingUpdate:
         """Forget every training row derived from these keys of ``source`` (the record's
-        ``seconds`` include resolving the keys)."""
+        ``seconds`` include resolving the keys). Aggregated training rows (several provenance
+        monomials per row) are refused: deleting one of their records changes such a row
+        rather than removing it; refit, as the pipeline's deletion run does for them."""
         started = time.perf_counter()
+        if not self.prov.single:
+            raise UnsupportedOperationError(
+                "the training rows were aggregated (several provenance monomials per row): a "
+                "deleted record changes its rows instead of removing them, which needs a "
+                "refit (the pipeline's deletion run refits and records it); forget_rows removes "
+                "rows that leave entirely"
+            )
         return self._forget_rows(self.rows_of(source, keys), started)
 
     def forget_rows(self, rows: npt.ArrayLike) -> TrainingUpdate:

@@ -488,6 +488,13 @@ class _Run:
         new_ids = row_identity(rows.prov) if rows is not None else np.zeros(0, np.uint64)
         appear = rows_mentioning(rows.prov, value_ids) if rows is not None else hit[:0]
         appear = appear[positions_in(state_ids, new_ids[appear]) < 0]
+        if hit.size and not state.prov.single:
+            self.report.fallbacks.append(
+                f"{model_key.to_user_string()}: refit (the training rows are aggregates: a "
+                "deleted record changes its rows instead of removing them)"
+            )
+            train = self.whole_side("train", train_parts)
+            return steps.fit_training(self.pipeline, train), [], True
         if appear.size:
             self.report.fallbacks.append(
                 f"{model_key.to_user_string()}: refit ({appear.size} training row(s) appeared "

@@ -59,8 +59,10 @@ def _dense(m: Any) -> np.ndarray:
     return m.toarray() if sp.issparse(m) else np.asarray(m)
 
 
-def assert_equal_to_oracle(ivm: LesterIOManager, oracle: LesterIOManager) -> None:
-    for key in FRAME_ASSETS:
+def assert_equal_to_oracle(
+    ivm: LesterIOManager, oracle: LesterIOManager, frames: tuple[str, ...] | None = None
+) -> None:
+    for key in frames or FRAME_ASSETS:
         mine, theirs = _load(ivm, key), _load(oracle, key)
         assert len(mine) == len(theirs), key
         pd.testing.assert_frame_equal(

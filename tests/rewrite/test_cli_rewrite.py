@@ -75,11 +75,11 @@ def test_the_cli_writes_checked_modules_for_the_three_examples(
         assert {row["stage"] for row in report["stage_table"] if row["runs"]} == {
             "data", "llm", "parse", "static", "execution", "original", "differential", "write"
         }  # fmt: skip
-    # churn aggregates orders per customer: the framework cannot split such rows yet, and
-    # the rewrite says so instead of hiding it
+    # churn aggregates orders per customer: its rows split by their one customer, and a
+    # deletion refits the model; no limitation left to report
     churn_report = json.loads((root / "churn-report.json").read_text(encoding="utf-8"))
-    assert any("aggregated" in text for text in churn_report["limitations"])
-    assert "warning:" in results["churn"][2]
+    assert churn_report["limitations"] == []
+    assert "warning:" not in results["churn"][2]
 
 
 @pytest.fixture
@@ -113,6 +113,24 @@ def test_written_modules_load_as_assets_next_to_the_running_example(code_locatio
     assert {"customers", "mails", "complaints", "X_train", "model"} <= keys  # unchanged
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["churn", "churn"])).group_name == "churn"
+
+
+def test_an_aggregating_module_materialises(code_location: Path, tmp_path: Path) -> None:
+    from lester_dagster.orchestration import LesterIOManager
+    from lester_dagster.orchestration.definitions import materialize_pipeline
+    from lester_dagster.orchestration.discovery import find_pipeline_and_translator
+
+    pipeline, translator = find_pipeline_and_translator("churn", PACKAGE)
+    io = LesterIOManager(base_path=str(tmp_path / "artifacts"))
+    results = materialize_pipeline(pipeline, io, translator=translator)
+    assert all(r.success for r in results)
+    train = io.load(dg.AssetKey(["churn", "train"]))
+    test = io.load(dg.AssetKey(["churn", "test"]))
+    assert not train.prov.single  # rows aggregate several orders
+    customers = pd.read_csv(code_location / "data" / "churn" / "customers.csv")
+    both = set(train.prov.keys["customers"]) | set(test.prov.keys["customers"])
+    assert not set(train.prov.keys["customers"]) & set(test.prov.keys["customers"])
+    assert len(both) == len(train) + len(test) <= len(customers)
 
 
 def test_a_written_module_materialises_with_provenance(code_location: Path, tmp_path: Path) -> None:
