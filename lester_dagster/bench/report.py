@@ -16,6 +16,7 @@ from typing import Any
 
 from lester_dagster.bench.measure import spread
 from lester_dagster.bench.runner import DAGSTER_PATH, OURS, PROTOTYPE, SizeRun, request_names
+from lester_dagster.ivm.oracle import MODEL_RTOL
 
 __all__ = [
     "COLUMNS",
@@ -37,6 +38,7 @@ COLUMNS = (
 )  # fmt: skip
 # request (by its first word) -> seconds; plus a 200x speed-up for one deletion (issue 8)
 TARGETS = {"1 instance": 0.1, "batch": 0.3, "1 value": 0.1, "path": 5.0}
+TOLERANCE = f"1e{round(math.log10(MODEL_RTOL))}"  # MODEL_RTOL as 1e-9
 MEMORY_TARGET = 1.5  # peak RSS increase <= 1.5x the bytes of the artifacts written
 
 
@@ -141,6 +143,12 @@ def _x(value: Any) -> str:
     return f"{v:,.0f}x" if v >= 10 else f"{v:.2g}x"
 
 
+def _over(row: dict[str, Any]) -> str:
+    """A flag when our model is farther from the recompute than the stated tolerance."""
+    rel = row["coef_rel_diff"]
+    return "" if rel == "" or float(rel) <= MODEL_RTOL else f", **over {TOLERANCE}**"
+
+
 def _e(value: Any) -> str:
     return "" if value == "" else f"{float(value):.1e}"
 
@@ -186,8 +194,8 @@ def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
         "Distance to a full recompute on the remaining data (first repetition, after each "
         "request; deletions accumulate): max |X difference| over the remaining training rows, "
         "max |coefficient difference| (in brackets: relative to the largest coefficient, our "
-        "tolerance is 1e-9 relative), share of test predictions equal to the recompute's; "
-        "no update = the model before the request.",
+        f"tolerance is {TOLERANCE} relative), share of test predictions equal to the "
+        "recompute's; no update = the model before the request.",
         "",
         "| customers | request | ours: X | prototype-style: X | ours: coef | prototype-style: "
         "coef | no update: coef | ours: predictions | prototype-style: predictions |",
@@ -200,7 +208,7 @@ def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 continue
             lines.append(
                 f"| {c:,} | {q} | {_e(mine['x_max_diff'])} | {_e(theirs['x_max_diff'])} "
-                f"| {_e(mine['coef_max_diff'])} ({_e(mine['coef_rel_diff'])}) "
+                f"| {_e(mine['coef_max_diff'])} ({_e(mine['coef_rel_diff'])}{_over(mine)}) "
                 f"| {_e(theirs['coef_max_diff'])} ({_e(theirs['coef_rel_diff'])}) "
                 f"| {_e(mine['stale_coef_diff'])} | {float(mine['agreement']):.2%} "
                 f"| {float(theirs['agreement']):.2%} |"
