@@ -267,7 +267,8 @@ def render_plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
         bars.append((PROTOTYPE, request))
         width = 0.8 / len(bars)
         for i, (approach, req) in enumerate(bars):
-            xs, med, low, high, notes = [], [], [], [], []
+            xs, med, low, high = [], [], [], []
+            notes: list[tuple[float, Any]] = []
             for j, c in enumerate(sizes):
                 r = by.get((c, approach, req))
                 if r is None:
@@ -276,11 +277,11 @@ def render_plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 med.append(float(r["median_s"]))
                 low.append(float(r["median_s"]) - float(r["min_s"]))
                 high.append(float(r["max_s"]) - float(r["median_s"]))
-                notes.append(r["coef_max_diff"])
+                notes.append((float(r["max_s"]), r["coef_max_diff"]))
             label = "ours (IVM, durable)" if approach == OURS else approach
             ax.bar(xs, med, width, yerr=[low, high], capsize=2, color=PLOT_STYLE[approach],
                    label=label, edgecolor="black", linewidth=0.4)  # fmt: skip
-            for x, y, note in zip(xs, med, notes):
+            for x, (y, note) in zip(xs, notes):  # above the whisker
                 if note != "":
                     ax.annotate(f"Δw {float(note):.0e}", (x, y), textcoords="offset points",
                                 xytext=(0, 6), ha="center", fontsize=7, rotation=90)  # fmt: skip
