@@ -226,7 +226,7 @@ class TrainingState:
         prov = self.features.prov.take(kept_rows)
         # ... then absorbs the blocks whose encoding changed for the remaining rows: an affine
         # change of a scaler's columns through the model's fast path, anything else by update()
-        X, old_columns, blocks = self._reencode(X, changed, remaining)
+        X, old_columns, blocks = self._reencode(X, changed, remaining, before, owned=True)
         records.extend(self._absorb_affine(changed, before, blocks, old_columns))
         if (old_columns < 0).any():
             records.append(
@@ -259,6 +259,7 @@ class TrainingState:
         records, changed = self._update_encoders(old, new, frame, only_inputs=touched)
         self.frame = frame
         self.y = np.asarray(self._labels(frame))
+        # (re-encoded from the new frame, not mapped: the replaced rows' inputs changed too)
         X, old_columns, blocks = self._reencode(self.features.X, changed, frame)
         # a scaler whose statistics moved changed its columns affinely for every row: the model
         # absorbs that through its fast path, so only the replaced rows remain a row update
@@ -424,13 +425,27 @@ class TrainingState:
         raise KeyError(name)  # pragma: no cover - blocks come from the same transformer list
 
     def _reencode(
-        self, X: Matrix, changed: list[str], frame: pd.DataFrame
+        self,
+        X: Matrix,
+        changed: list[str],
+        frame: pd.DataFrame,
+        before: Mapping[str, tuple[Any, Any] | None] | None = None,
+        *,
+        owned: bool = False,
     ) -> tuple[Matrix, IntArray, tuple[Block, ...]]:
         """Re-encode the ``changed`` blocks for all rows of ``frame``. Returns the new X, per
-        new column its old column index (-1 where the values are new) and the new blocks."""
+        new column its old column index (-1 where the values are new) and the new blocks.
+
+        A changed scaler block (affine before and after, ``before``: the maps before the
+        update) whose columns hold a stored value in every row is mapped in place of a
+        re-encoding (``owned``: ``X`` may be changed in place, else its values are copied);
+        only for rows whose inputs did not change (forgetting rows, not replacing them)."""
         blocks = self.features.blocks
         if not changed:
             return X, np.arange(X.shape[1], dtype=np.intp), blocks
+        mapped = self._map_affine_blocks(X, changed, before or {}, owned=owned)
+        if mapped is not None:
+            return mapped, self._changed_columns(changed), blocks
         parts: list[Matrix] = []
         old_columns: list[IntArray] = []
         new_blocks: list[Block] = []
@@ -455,6 +470,59 @@ class TrainingState:
         }
         new_X = _hstack(parts, sp.issparse(X), X.shape[0])
         return new_X, np.concatenate(old_columns), tuple(new_blocks)
+
+    def _changed_columns(self, changed: list[str]) -> IntArray:
+        columns = np.arange(self.features.shape[1], dtype=np.intp)
+        for block in self.features.blocks:
+            if block.name in changed:
+                columns[block.start : block.stop] = -1
+        return columns
+
+    def _map_affine_blocks(
+        self,
+        X: Matrix,
+        changed: list[str],
+        before: Mapping[str, tuple[Any, Any] | None],
+        *,
+        owned: bool,
+    ) -> Matrix | None:
+        """``X`` with every changed block mapped by its scaler's affine change, or ``None`` if
+        some changed block is not such a scaler, or (sparse) a row holds no stored value in
+        one of its columns (a zero the map would turn into a stored value)."""
+        cols: list[IntArray] = []
+        ratios: list[FloatArray] = []
+        shifts: list[FloatArray] = []
+        for block in self.features.blocks:
+            if block.name not in changed:
+                continue
+            old, now = before.get(block.name), _affine(self.trackers[block.name].transformer)
+            if old is None or now is None or len(now[0]) != block.width:
+                return None
+            ratio = np.asarray(now[0], dtype=np.float64) / np.asarray(old[0], dtype=np.float64)
+            cols.append(np.arange(block.start, block.stop, dtype=np.intp))
+            ratios.append(ratio)
+            shifts.append(np.asarray(now[1], dtype=np.float64) - np.asarray(old[1]) * ratio)
+        if not cols:
+            return None
+        columns = np.concatenate(cols)
+        ratio, shift = np.concatenate(ratios), np.concatenate(shifts)
+        if not sp.issparse(X):
+            out = np.array(X, dtype=np.float64, copy=not owned)
+            out[:, columns] = out[:, columns] * ratio + shift
+            return out
+        csr = sp.csr_matrix(X)
+        if not csr.has_canonical_format:
+            return None
+        width = int(csr.shape[1])
+        where = np.full(width, -1, dtype=np.intp)
+        where[columns] = np.arange(columns.size)
+        at = where[csr.indices]
+        hit = at >= 0
+        if int(hit.sum()) != csr.shape[0] * columns.size:
+            return None  # some row holds an implicit zero there
+        data = csr.data if owned else csr.data.copy()
+        data[hit] = data[hit] * ratio[at[hit]] + shift[at[hit]]
+        return sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
 
     def _reencode_rows(
         self,

@@ -138,3 +138,49 @@ def test_value_deletion_reencodes_the_row_as_a_recompute_would(
     assert update.rows_replaced == len(rows)
     oracle = _oracle(sources, tmp_path / "oracle", [], mails)
     _compare(state, oracle, model, label_fn, "ridge")
+
+
+@pytest.mark.parametrize("implicit_zero", [False, True], ids=["mapped", "re-encoded"])
+def test_a_moved_scaler_is_mapped_in_x_unless_a_row_holds_no_value(
+    sources: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    implicit_zero: bool,
+) -> None:
+    """Forgetting rows moves the title-word scaler: its column of X is mapped affinely when
+    every row stores a value there, re-encoded from the frame when one row holds an implicit
+    zero; both equal a recompute."""
+    model, label_fn = MODELS["ridge"]
+    state = TrainingState.fit(_train(*sources), _encoding(), label_fn, clone(model))
+    block = state.features.block("title_words")
+    X = sp.csr_matrix(state.X)
+    if implicit_zero:  # drop the stored value of row 0 in the scaler's column
+        X = X.tolil()
+        X[0, block.start] = 0.0
+        X = X.tocsr()
+        X.eliminate_zeros()
+    state.features = type(state.features)(
+        X, state.features.prov, state.features.blocks, state.features.resolve
+    )
+    calls: list[bool] = []
+    real = TrainingState._map_affine_blocks
+
+    def spy(self: TrainingState, *args: Any, **kwargs: Any) -> Any:
+        out = real(self, *args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(TrainingState, "_map_affine_blocks", spy)
+    customers = state.frame["customer_id"].drop_duplicates().sample(5, random_state=2).tolist()
+    if implicit_zero:  # keep row 0, whose value was dropped
+        customers = [c for c in customers if c != state.frame["customer_id"].iloc[0]]
+    update = state.forget("customers", customers)
+    assert update.reencoded_blocks == ("title_words",)
+    assert calls == [not implicit_zero]
+    expected = _oracle(sources, tmp_path / "oracle", customers, []).to_pandas()
+    mine, theirs = _by_mail(state.frame), _by_mail(expected)
+    ct = clone(_encoding()).fit(expected)
+    X_ref = _dense(ct.transform(expected))[theirs]
+    # mapped, or re-encoded from the frame (which restores row 0's dropped value)
+    np.testing.assert_allclose(_dense(state.X)[mine], X_ref, rtol=1e-9, atol=1e-9)
+    assert sp.issparse(state.X)
