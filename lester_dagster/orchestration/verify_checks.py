@@ -36,11 +36,11 @@ from lester_dagster.orchestration.artifacts import (
     key_indexes_of,
 )
 from lester_dagster.orchestration.assets import PipelineAssets
-from lester_dagster.orchestration.forgetting import reexecute_all
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import StepKind
 from lester_dagster.orchestration.reach import Deletions, stored_partitions
+from lester_dagster.orchestration.reexecute import reexecute_all
 from lester_dagster.store.atomic import list_versions
 
 __all__ = [
