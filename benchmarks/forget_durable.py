@@ -40,7 +40,6 @@ import contextlib
 import cProfile
 import csv
 import dataclasses
-import hashlib
 import io as _io
 import os
 import platform
@@ -59,6 +58,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the definitions/ code location (not an installed package)
+
+from lester_dagster.bench.measure import code_version, reset_peak, rss_mib  # noqa: E402
+from lester_dagster.bench.report import read_csv  # noqa: E402
+from lester_dagster.bench.runner import data_directory  # noqa: E402
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 KINDS = ("1 instance", "100 instance (batch)", "1 value", "dagster path")
@@ -136,48 +139,7 @@ def instrumented(probe: Probe) -> Iterator[None]:
         os.fsync = original_fsync
 
 
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_mib(field: str) -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    if field == "VmHWM":
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return float("nan")
-
-
 # -- data and materialisation --------------------------------------------------------------------
-def _data(customers: int, root: Path, cache: Path | None) -> Path:
-    """customers.csv / mails.csv of ``write_complaints(dir, customers, seed=0)``; reused from
-    ``cache`` when a stamp there says they were written by the same generator source."""
-    import lester_dagster.examples.complaints_data as gen
-
-    if cache is None:
-        directory = root / f"data{customers}"
-        gen.write_complaints(directory, customers, seed=0)
-        return directory
-    source = Path(gen.__file__).read_bytes()
-    stamp = f"{customers} seed=0 generator-sha256={hashlib.sha256(source).hexdigest()}"
-    directory = cache / f"c{customers}"
-    stamp_file = directory / "STAMP"
-    if not (stamp_file.exists() and stamp_file.read_text() == stamp):
-        gen.write_complaints(directory, customers, seed=0)
-        stamp_file.write_text(stamp)
-    return directory
-
-
 def materialise_all(pipeline: Any, store: Path, ledger: Any) -> Any:
     """Every asset of ``pipeline``, every partition (``materialize_pipeline``)."""
     from lester_dagster.orchestration.definitions import materialize_pipeline
@@ -200,42 +162,6 @@ def _make_pipeline() -> Callable[..., Any]:
     except ImportError:
         from definitions.complaints import make_pipeline
     return make_pipeline
-
-
-def code_version() -> str:
-    """The measured code: git commit of the lester_dagster package (+ whether lester_dagster/
-    or definitions/ have uncommitted changes), else the ``.commit`` file beside it."""
-    import subprocess
-
-    import lester_dagster
-
-    root = Path(lester_dagster.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(root),
-                "status",
-                "--porcelain",
-                "--",
-                "lester_dagster",
-                "definitions",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return commit + (" + uncommitted changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        marker = root / ".commit"
-        return marker.read_text().strip() if marker.exists() else f"code at {root}"
 
 
 # -- one size ------------------------------------------------------------------------------------
@@ -292,13 +218,13 @@ class Bench:
 
     def _measure(self, kind: str, call: Callable[[], Any]) -> tuple[Sample, Any]:
         self.probe.reset()
-        rss_before = _rss_mib("VmRSS")
-        _reset_peak_rss()
+        rss_before = rss_mib("VmRSS")
+        reset_peak()
         began = time.perf_counter()
         with instrumented(self.probe):
             out = call()
         seconds = time.perf_counter() - began
-        peak = _rss_mib("VmHWM")
+        peak = rss_mib("VmHWM")
         return Sample(
             kind, seconds, {}, dict(self.probe.seconds), dict(self.probe.loads), peak, rss_before, 0
         ), out
@@ -402,13 +328,13 @@ class Bench:
 def _run_size(
     customers: int, partitions: int, args: argparse.Namespace, root: Path
 ) -> tuple[dict[str, Any], list[Sample]]:
-    data = _data(customers, root, args.data_cache)
+    data = data_directory(customers, root, args.data_cache)
     work = Path(tempfile.mkdtemp(prefix=f"c{customers}p{partitions}-", dir=root))
     bench = Bench(customers, partitions, data, work)
     print(f"== {customers:,} customers, partitions={partitions}: materialising ...", flush=True)
-    _reset_peak_rss()
+    reset_peak()
     recompute = bench.materialise()
-    materialise_peak = _rss_mib("VmHWM")
+    materialise_peak = rss_mib("VmHWM")
     print(f"   full recompute (materialise all) {recompute:.2f} s", flush=True)
     rng = np.random.default_rng(0)
     pool, mails = bench.keys(rng)
@@ -676,25 +602,6 @@ def _artifact_rows(info: dict[str, Any], samples: list[Sample]) -> list[dict[str
     return out
 
 
-def _num(value: Any) -> Any:
-    """A CSV cell back as int / float / bool where it is one."""
-    if not isinstance(value, str):
-        return value
-    if value in ("True", "False"):
-        return value == "True"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="") as fh:
-        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
 def _save_csvs(
     out: Path,
     stem: str,
@@ -713,9 +620,9 @@ def _save_csvs(
 def render(out: Path, stem: str) -> str:
     """The Markdown report of the CSVs ``<stem>{,_sizes,_artifacts}.csv`` in ``out``
     (written to ``<stem>.md``)."""
-    infos = _read_csv(out / f"{stem}_sizes.csv")
-    rows = _read_csv(out / f"{stem}.csv")
-    artifacts = _read_csv(out / f"{stem}_artifacts.csv")
+    infos = read_csv(out / f"{stem}_sizes.csv")
+    rows = read_csv(out / f"{stem}.csv")
+    artifacts = read_csv(out / f"{stem}_artifacts.csv")
     run = infos[0]
     best: dict[int, float] = {}
     for i in infos:

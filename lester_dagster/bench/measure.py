@@ -31,6 +31,7 @@ __all__ = [
     "measure",
     "pinned_threads",
     "progress",
+    "reset_peak",
     "rss_mib",
     "run_quietly",
     "spread",
@@ -45,7 +46,8 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _reset_peak() -> bool:
+def reset_peak() -> bool:
+    """Reset the peak RSS (``VmHWM``) Linux reports; False where it cannot."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
@@ -100,7 +102,7 @@ def measure(call: Callable[[], T]) -> tuple[Sample, T]:
     gc.collect()
     _trim()
     before = rss_mib("VmRSS")
-    reset = _reset_peak()
+    reset = reset_peak()
     began = time.perf_counter()
     out = call()
     seconds = time.perf_counter() - began
