@@ -266,6 +266,25 @@ class Unlearner(ABC):
         self._alive = np.arange(self._X_all.shape[0], dtype=np.intp)
         self._alive_mask = np.ones(self._X_all.shape[0], dtype=bool)
 
+    def adopt(self, X: Matrix, *, rtol: float = 1e-9) -> bool:
+        """Store ``X`` instead of the current training matrix when it holds the same rows and
+        values up to rounding (e.g. the same data materialised by the caller, where this
+        unlearner keeps a scaled column as a lazy affine map), so that both are one object (one
+        copy in memory and when pickled). Needs no removed rows left (call :meth:`compact`);
+        checks the shape and a sample of rows; returns whether it adopted ``X``."""
+        if self._alive.size != self._X_all.shape[0] or tuple(X.shape) != tuple(self._X_all.shape):
+            return False
+        n = int(X.shape[0])
+        if n:
+            rows = np.unique(np.linspace(0, n - 1, num=min(n, 64)).astype(np.intp))
+            mine, theirs = dense_rows(self._X_all, rows), dense_rows(X, rows)
+            scale = max(1.0, float(np.max(np.abs(mine))) if mine.size else 1.0)
+            if not np.allclose(mine, theirs, rtol=0.0, atol=rtol * scale, equal_nan=True):
+                return False
+        self._subset_rows(self._alive, X)
+        self._X_all = X
+        return True
+
     # -- changed training data ----------------------------------------------------------------
     def update(
         self,

@@ -473,6 +473,8 @@ class _Run(HoldoutSide):
         # the unlearner drops removed rows lazily (tombstones); the stored model must not keep
         # the forgotten rows' features, so they go before it is committed
         state.unlearner.compact()
+        # the model's matrix and X_train hold the same values: one object, pickled once
+        state.unlearner.adopt(state.features.X)
         return state, updates, bool(updates)
 
     def training_labels(

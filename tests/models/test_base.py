@@ -167,3 +167,29 @@ def test_parameter_helpers() -> None:
     assert max_abs_difference(params, params) == 0.0
     assert max_abs_difference({"a": np.ones(2)}, {"a": np.ones(3)}) == float("inf")
     assert np.isnan(max_abs_difference({"a": np.ones(2)}, {"b": np.ones(2)}))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_adopt_shares_an_equal_matrix_and_refuses_others(sparse: bool) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 5))
+    y = (X[:, 0] + rng.logistic(size=60) > 0).astype(int)
+    Xs = sp.csr_matrix(X) if sparse else X
+    unlearner = fit_for_forgetting(LogisticRegression(), Xs, y)
+    unlearner.forget([1, 2])  # tombstones: nothing adopted until compacted
+    live = np.delete(X, [1, 2], axis=0)
+    same = sp.csr_matrix(live) if sparse else live.copy()
+    assert unlearner.adopt(same) is False
+    unlearner.compact()
+    other = live.copy()
+    other[5, 2] += 1.0  # one value differs
+    assert unlearner.adopt(sp.csr_matrix(other) if sparse else other) is False
+    assert unlearner.adopt(same[:-1]) is False  # another shape
+    assert unlearner.adopt(same) is True
+    assert unlearner._X_all is same and unlearner._objective.X is same
+    # the model keeps forgetting correctly on the adopted matrix
+    unlearner.forget([0])
+    reference = unlearner.reference_fit()
+    np.testing.assert_allclose(unlearner.model.coef_, reference.coef_, atol=1e-8)
