@@ -57,7 +57,7 @@ from lester_dagster.orchestration.artifacts import (
 )
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.holdout import HoldoutSide
-from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.io_manager import PARTITION_COUNT_KEY, LesterIOManager
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.reach import (
@@ -186,16 +186,16 @@ class _Run(HoldoutSide):
         started: float,
         strategy: str,
     ) -> None:
-        manifest = self.io.store(
-            key,
-            value,
-            partition,
-            metadata={
-                "run_id": self.run_id,
-                APPLIED_KEY: list(self.deletions.request_ids),
-                "lester/update_strategy": strategy,
-            },
-        )
+        metadata: dict[str, Any] = {
+            "run_id": self.run_id,
+            APPLIED_KEY: list(self.deletions.request_ids),
+            "lester/update_strategy": strategy,
+        }
+        if partition is not None:  # the count the partition was written under stays
+            count = self.io.manifest(key, partition).metadata.get(PARTITION_COUNT_KEY)
+            if count is not None:
+                metadata[PARTITION_COUNT_KEY] = count
+        manifest = self.io.store(key, value, partition, metadata=metadata)
         # the previous version holds the deleted data: it goes at once (the store keeps one
         # previous version for concurrent readers; a deletion cannot wait for them)
         collect_garbage(self.io.path_for(key, partition))

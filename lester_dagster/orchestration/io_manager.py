@@ -65,9 +65,11 @@ from lester_dagster.store import (
 from lester_dagster.store.atomic import as_path
 from lester_dagster.store.home import lester_home
 
-__all__ = ["LesterIOManager", "default_base_path", "lester_home"]
+__all__ = ["PARTITION_COUNT_KEY", "LesterIOManager", "default_base_path", "lester_home"]
 
 LINEAGE_KEY = "column_lineage"
+PARTITION_COUNT_KEY = "lester/partition_count"
+"""Manifest metadata: the number of partitions of the asset when the partition was written."""
 
 
 def default_base_path() -> Path:
@@ -160,9 +162,13 @@ class LesterIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        manifest = self.store(
-            context.asset_key, obj, partition, metadata={"run_id": context.run_id}
-        )
+        metadata: dict[str, Any] = {"run_id": context.run_id}
+        if partition is not None:
+            # how many partitions the asset had when this one was written: a deletion trusts a
+            # partition to hold exactly its key-hash bucket only under the same count
+            keys = context.asset_partitions_def.get_partition_keys()
+            metadata[PARTITION_COUNT_KEY] = len(keys)
+        manifest = self.store(context.asset_key, obj, partition, metadata=metadata)
         path = self.path_for(context.asset_key, partition)
         context.add_output_metadata(
             {

@@ -24,7 +24,7 @@ from lester_dagster.ivm.frames import deletion_rule, rows_mentioning
 from lester_dagster.orchestration import steps
 from lester_dagster.orchestration.artifacts import FrameArtifact
 from lester_dagster.orchestration.assets import PipelineAssets
-from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.io_manager import PARTITION_COUNT_KEY, LesterIOManager
 from lester_dagster.orchestration.partitions import bucket_keys, bucket_of
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.store import StoredProvenance, has_artifact
@@ -168,7 +168,8 @@ def reached_partitions(
     are key-hash buckets of the only source the deletions name (:func:`bucket_hint`), the
     buckets of the deleted keys are the answer without a probe: every partition holding their
     rows, and maybe one holding none of them (e.g. the test rows of a training customer's
-    bucket); partitions with other names, left from another bucket count, are probed."""
+    bucket). A partition is trusted so only if its manifest says it was written under the
+    same bucket count; others (another count, none recorded, another name) are probed."""
     every = deletions.all_ids()
     instance = deletions.instance
     source_of = [s.name for s, k in assets.keys.items() if k == key and s.kind == "source"]
@@ -184,10 +185,16 @@ def reached_partitions(
         names = bucket_keys(n)
         ids = every.get(source, np.zeros(0, dtype=np.uint64))
         hit = {names[int(b)] for b in np.unique(bucket_of(ids, n))} if len(ids) else set()
+
+        def trusted(p: Partition) -> bool:  # written as bucket p of n buckets
+            count = io.manifest(key, p).metadata.get(PARTITION_COUNT_KEY)
+            return p in names and count == n
+
         return [
             p
             for p in stored
-            if p in hit or (p not in names and _reaches(io.probe(key, p), every, instance))
+            if (p in hit and trusted(p))
+            or (not trusted(p) and _reaches(io.probe(key, p), every, instance))
         ]
     return [p for p in stored if _reaches(io.probe(key, p), every, instance)]
 

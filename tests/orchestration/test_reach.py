@@ -15,7 +15,7 @@ from definitions.complaints import make_pipeline
 from lester_dagster.examples.complaints_data import write_complaints
 from lester_dagster.orchestration import build_assets
 from lester_dagster.orchestration.assets import PipelineAssets
-from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.io_manager import PARTITION_COUNT_KEY, LesterIOManager
 from lester_dagster.orchestration.reach import (
     bucket_hint,
     deletions_of,
@@ -121,3 +121,41 @@ def test_a_partition_left_from_another_bucket_count_is_probed(
     deletions = deletions_of([_request("customers", customers)], key_indexes_for(
         assets.pipeline, assets, io))  # fmt: skip
     assert reached_partitions(io, assets, key, deletions) == ["b01", "b99"]
+
+
+def test_a_partition_written_under_another_bucket_count_is_probed(
+    bucketed: tuple[PipelineAssets, Path], tmp_path: Path
+) -> None:
+    """Bucket b of 4 holds other records than bucket b of 8: a partition whose manifest records
+    another count (or none) is not trusted to be its bucket, it is probed."""
+    assets, store = bucketed
+    shutil.copytree(store, tmp_path / "store")
+    io = LesterIOManager(base_path=str(tmp_path / "store"))
+    key = assets.key("prepared")
+    assert io.manifest(key, "b02").metadata.get(PARTITION_COUNT_KEY) == BUCKETS
+    # b02 rewritten with b01's rows, as if written when the asset had 2 buckets
+    io.store(key, io.load(key, "b01"), "b02", metadata={PARTITION_COUNT_KEY: 2})
+    customers = sorted(set(io.load(key, "b01").data.customer_id))[:1]
+    deletions = deletions_of([_request("customers", customers)], key_indexes_for(
+        assets.pipeline, assets, io))  # fmt: skip
+    assert reached_partitions(io, assets, key, deletions) == ["b01", "b02"]
+    # and one recording no count at all (written before counts were recorded) too
+    io.store(key, io.load(key, "b01"), "b03")
+    assert reached_partitions(io, assets, key, deletions) == ["b01", "b02", "b03"]
+
+
+def test_a_deletion_run_keeps_the_bucket_count_of_what_it_commits(
+    bucketed: tuple[PipelineAssets, Path], tmp_path: Path
+) -> None:
+    from lester_dagster.orchestration.forgetting import apply_deletions
+
+    assets, store = bucketed
+    shutil.copytree(store, tmp_path / "store")
+    io = LesterIOManager(base_path=str(tmp_path / "store"))
+    customers = sorted(set(io.load(assets.key("prepared"), "b00").data.customer_id))[:1]
+    report = apply_deletions(assets.pipeline, assets, io, [_request("customers", customers)],
+                             run_id="t")  # fmt: skip
+    committed = [c for c in report.commits if c.partition is not None]
+    assert committed
+    for c in committed:
+        assert io.manifest(c.asset_key, c.partition).metadata[PARTITION_COUNT_KEY] == BUCKETS
