@@ -15,7 +15,7 @@ files a request from the launchpad.
   next batch) completes them: artifacts already updated are skipped.
 * ``<pipeline>_deletion_sensor``: each tick reads the pending requests filed after its cursor
   (the highest request id it has handed to a run), finds the artifacts they reach through the
-  stored provenance (:func:`~lester_dagster.orchestration.forgetting.affected_targets`) and
+  stored provenance (:func:`~lester_dagster.orchestration.reach.affected_targets`) and
   requests one run for the batch, tagged with the request ids and the targets. The cursor and
   the run key (the request ids) make it exactly-once.
 * ``forget_job`` (op ``file_deletion_request``): files one request from run config (so it can be
@@ -172,13 +172,12 @@ def build_apply_job(built: PipelineAssets, io_manager_key: str) -> dg.JobDefinit
                 )
 
             try:
-                # what the requests reach, from provenance alone, before anything changes: after
-                # the run these artifacts must hold nothing of them (the others never did)
-                reach = affected_targets(pipeline, built, io, requests)
                 report: ApplyReport = apply_deletions(
                     pipeline, built, io, requests, run_id=run_id, on_commit=on_commit
                 )
-                scope = {*reach, *((c.asset_key, c.partition) for c in report.commits)}
+                # what the requests reached before anything changed (found from provenance) and
+                # what the run committed must now hold nothing of them (the others never did)
+                scope = {*report.reached, *((c.asset_key, c.partition) for c in report.commits)}
                 verification = verify_assets(
                     built, io, requests, running=ids, scope=scope
                 ).to_dict()

@@ -114,6 +114,9 @@ class ApplyReport:
     fallbacks: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The (asset, partition) artifacts the requests reached before the run changed anything
+    #: (found from provenance; with X, y and the model when any row artifact was reached).
+    reached: list[tuple[dg.AssetKey, Partition]] = field(default_factory=list)
 
     @property
     def timings(self) -> dict[str, float]:
@@ -221,6 +224,16 @@ class _Run(HoldoutSide):
             p: int(self.io.manifest(test, p).rows or 0) for p in stored_partitions(self.io, test)
         }
         recompute = needs_recompute(self.pipeline, self.assets, self.io, self.deletions)
+        reached = [
+            (k, p) for k in kinds for p in stored_partitions(self.io, k) if p in self.reach[k]
+        ]
+        rows = [self.assets.key(k) for k in ("prepared", "train", "test")]
+        if recompute:  # every partition of the rows is re-executed
+            reached += [(k, p) for k in rows for p in stored_partitions(self.io, k)]
+        if any(k in rows for k, _ in reached):
+            tail = ("X_train", "y_train", "model", "X_test", "y_test")
+            reached += [(self.assets.key(k), None) for k in tail]  # type: ignore[arg-type]
+        self.report.reached = list(dict.fromkeys(reached))
         return recompute
 
     # -- 1. sources ----------------------------------------------------------------------------
