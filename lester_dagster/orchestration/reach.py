@@ -186,16 +186,15 @@ def reached_partitions(
         ids = every.get(source, np.zeros(0, dtype=np.uint64))
         hit = {names[int(b)] for b in np.unique(bucket_of(ids, n))} if len(ids) else set()
 
-        def trusted(p: Partition) -> bool:  # written as bucket p of n buckets
-            count = io.manifest(key, p).metadata.get(PARTITION_COUNT_KEY)
-            return p in names and count == n
-
-        return [
-            p
-            for p in stored
-            if (p in hit and trusted(p))
-            or (not trusted(p) and _reaches(io.probe(key, p), every, instance))
-        ]
+        out: list[Partition] = []
+        for p in stored:
+            trusted = p in names and (
+                io.manifest(key, p).metadata.get(PARTITION_COUNT_KEY) == n
+            )  # written as bucket p of n buckets
+            found = (p in hit) if trusted else _reaches(io.probe(key, p), every, instance)
+            if found:
+                out.append(p)
+        return out
     return [p for p in stored if _reaches(io.probe(key, p), every, instance)]
 
 
