@@ -61,7 +61,7 @@ sys.path.insert(0, str(HERE.parent))  # the definitions/ code location (not an i
 
 from lester_dagster.bench.measure import code_version, reset_peak, rss_mib  # noqa: E402
 from lester_dagster.bench.report import read_csv  # noqa: E402
-from lester_dagster.bench.runner import data_directory  # noqa: E402
+from lester_dagster.bench.runner import claimed_requests, data_directory  # noqa: E402
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 KINDS = ("1 instance", "100 instance (batch)", "1 value", "dagster path")
@@ -234,20 +234,7 @@ class Bench:
         from lester_dagster.store.ledger import Ledger
 
         with Ledger(self.ledger_url) as ledger:
-            requests = [
-                ledger.submit(
-                    self.pipeline.name,
-                    source,
-                    keys,
-                    kind="value" if value else "instance",
-                    columns=["subject"] if value else [],
-                    reason="bench",
-                )
-                for keys in batches
-            ]
-            run_id = f"bench-{requests[0].id}"
-            ledger.claim([r.id for r in requests], run_id)
-            requests = [ledger.get(r.id) for r in requests]
+            run_id, requests = claimed_requests(ledger, self.pipeline.name, source, batches, value)
             sample, report = self._measure(
                 kind,
                 lambda: apply_deletions(

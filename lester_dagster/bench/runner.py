@@ -56,6 +56,7 @@ __all__ = [
     "PROTOTYPE",
     "Measured",
     "SizeRun",
+    "claimed_requests",
     "data_directory",
     "request_names",
     "run_size",
@@ -83,6 +84,27 @@ def data_directory(customers: int, root: Path, cache: Path | None) -> Path:
         gen.write_complaints(directory, customers, seed=0)
         stamp_file.write_text(stamp)
     return directory
+
+
+def claimed_requests(
+    ledger: Any, pipeline: str, source: str, batches: list[list[int]], value: bool
+) -> tuple[str, list[Any]]:
+    """File one request per key batch (``value``: the ``subject`` of mails) and claim them for
+    one run, as the deletion sensor's run would: ``(run_id, claimed requests)``."""
+    requests = [
+        ledger.submit(
+            pipeline,
+            source,
+            keys,
+            kind="value" if value else "instance",
+            columns=["subject"] if value else [],
+            reason="bench",
+        )
+        for keys in batches
+    ]
+    run_id = f"bench-{requests[0].id}"
+    ledger.claim([r.id for r in requests], run_id)
+    return run_id, [ledger.get(r.id) for r in requests]
 
 
 def _load(io: Any, key: Any) -> Any:
@@ -188,20 +210,7 @@ class SizeRun:
         from lester_dagster.store.ledger import Ledger
 
         with Ledger(self.ledger_url) as ledger:
-            requests = [
-                ledger.submit(
-                    self.pipeline.name,
-                    source,
-                    keys,
-                    kind="value" if value else "instance",
-                    columns=["subject"] if value else [],
-                    reason="bench",
-                )
-                for keys in batches
-            ]
-            run_id = f"bench-{requests[0].id}"
-            ledger.claim([r.id for r in requests], run_id)
-            requests = [ledger.get(r.id) for r in requests]
+            run_id, requests = claimed_requests(ledger, self.pipeline.name, source, batches, value)
             before = file_states(self.store)
             sample, report = measure(
                 lambda: apply_deletions(
