@@ -163,6 +163,7 @@ class TrainingState:
             inputs = transformer_inputs(encoding, name, spec)
             trackers[name] = track(transformer, _inputs(frame, spec, inputs), name=name)
         unlearner = fit_for_forgetting(model, features.X, labels.y)
+        unlearner.adopt(features.X)  # one X for the model and the features (stored once)
         inputs_ = tuple(label_inputs) if label_inputs is not None else None
         return cls(frame, features, labels.y, encoding, trackers, unlearner, label, inputs_)
 

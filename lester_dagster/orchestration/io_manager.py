@@ -14,7 +14,7 @@ FrameArtifact         data.parquet (user + provenance columns), key indexes,    
                       column lineage in the manifest
 FeatureMatrix         X.npz (sparse) / X.npy (dense), provenance, blocks, keys     same
 LabelsArtifact        data.parquet (y + provenance), inputs, lineage, keys         same
-anything else         object.joblib (e.g. the model's TrainingState)               same
+anything else         object.pkl + buffers.bin (pickle 5; e.g. the TrainingState)   same
 ====================  ==========================================================  =========
 
 ``base_path`` is a local path or any UPath URL (``s3://bucket/lester``, ``memory://x``);
@@ -152,8 +152,15 @@ class LesterIOManager(dg.ConfigurableIOManager):
         if isinstance(value, FeatureMatrix):
             return save_matrix(path, value, sources=key_indexes_of(value), metadata=meta)
         if isinstance(value, TrainingState):
+            # X is stored as a matrix file of its own: the X_train just stored from the same
+            # object is hard-linked instead of written twice
             return save_object(
-                path, value, metadata=meta, rows=int(value.X.shape[0]), sources=value.prov.sources
+                path,
+                value,
+                metadata=meta,
+                rows=int(value.X.shape[0]),
+                sources=value.prov.sources,
+                shared={"X": value.X},
             )
         return save_object(path, value, metadata=meta)
 

@@ -4,7 +4,8 @@
   sets (version directories + ``manifest.json`` as the commit point), on local disks and UPath
   filesystems (object stores);
 * :mod:`~lester_dagster.store.artifacts`: ``save_*`` / ``load_*`` for frames (Parquet with
-  provenance columns), labels, feature matrices (.npy / .npz) and objects (joblib);
+  provenance columns), labels, feature matrices (.npy / .npz) and objects (pickle 5, raw
+  array buffers);
 * :mod:`~lester_dagster.store.manifest`: the manifest (kind, rows, sources, checksums,
   metadata) and verified reads;
 * :mod:`~lester_dagster.store.ledger`: the deletion ledger (SQLite by default, any SQLAlchemy

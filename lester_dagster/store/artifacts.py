@@ -11,7 +11,9 @@ never a mix, even if the writer is killed. Files of a version::
                                             monomial), and X's provenance (single or multi)
     <root>/v<seq>-<token>/X.npy | X.npz     X: dense (numpy .npy) | sparse (scipy save_npz)
     <root>/v<seq>-<token>/keys-<i>.parquet  key index of a source (manifest content.key_indexes)
-    <root>/v<seq>-<token>/object.joblib     one Python object (a model with its forgetting state)
+    <root>/v<seq>-<token>/object.pkl        one Python object (a model with its forgetting state):
+    <root>/v<seq>-<token>/buffers.bin       pickle protocol 5 stream + its raw array buffers
+                                            (object.joblib instead when saved compressed)
 
 The manifest's ``content`` holds what loading needs (dtypes, layout, X's shape and blocks with
 their source-column lineage as ``[source, column]`` pairs, the labels' inputs and lineage, a
@@ -28,6 +30,7 @@ import json
 import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import joblib
@@ -39,7 +42,8 @@ import scipy.sparse as sp
 from lester_dagster.errors import ArtifactError, UnstorableError
 from lester_dagster.features.matrix import Block, FeatureMatrix, Labels
 from lester_dagster.frame import ColumnRef, Prov, Result
-from lester_dagster.store.atomic import StorePath, Version, new_version, read_pointer
+from lester_dagster.store import links, pickling
+from lester_dagster.store.atomic import StorePath, Version, is_local, new_version, read_pointer
 from lester_dagster.store.keys import (
     KeyIndexMode,
     KeyResolver,
@@ -146,6 +150,22 @@ class _Files:
 
     def parquet(self, name: str, table: pa.Table) -> None:
         self.write(name, f"{name}.parquet", lambda w: write_parquet(table, w))
+
+    def shared(
+        self, name: str, filename: str, value: Any, dump: Callable[[HashingWriter], None]
+    ) -> None:
+        """Write ``value``'s file, or hard-link the file another artifact of this process just
+        wrote from the same, unchanged object (:mod:`lester_dagster.store.links`)."""
+        target = self.version.directory / filename
+        local = Path(target.path) if is_local(target) else None
+        linked = links.link(value, local) if local is not None else None
+        if linked is not None:
+            self.entries[name] = FileEntry(self.version.relative(filename), *linked)
+            return
+        self.write(name, filename, dump)
+        if local is not None:
+            entry = self.entries[name]
+            links.remember(value, local, entry.sha256, entry.bytes)
 
 
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -365,6 +385,49 @@ def load_labels(path: StorePath, *, verify: bool = True) -> StoredLabels:
 
 
 # -- feature matrices ----------------------------------------------------------------------------
+def _matrix_writer(X: Any, compress: bool) -> tuple[str, str, Callable[[HashingWriter], None]]:
+    """Layout, file suffix and writer of a matrix (dense: .npy; sparse: scipy's .npz)."""
+    if sp.issparse(X):
+
+        def dump_sparse(w: HashingWriter) -> None:
+            sp.save_npz(w, X, compressed=compress)
+
+        return "sparse", ".npz", dump_sparse
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
+
+        def dump_dense(w: HashingWriter) -> None:
+            np.save(w, X, allow_pickle=False)
+
+        return "dense", ".npy", dump_dense
+    raise UnstorableError(
+        "X must be a 2-d numeric numpy array or a scipy sparse matrix, got "
+        f"{type(X).__name__} of shape {getattr(X, 'shape', None)}"
+    )
+
+
+def _matrix_spec(X: Any, layout: str) -> dict[str, Any]:
+    return {
+        "layout": layout,
+        "format": X.format if layout == "sparse" else "ndarray",
+        "shape": [int(d) for d in X.shape],
+        "dtype": X.dtype.str,
+        "nnz": int(X.nnz) if layout == "sparse" else None,
+    }
+
+
+def _read_matrix(spec: Mapping[str, Any], raw: bytes, where: str) -> Any:
+    try:
+        if spec["layout"] == "sparse":
+            X: Any = sp.load_npz(io.BytesIO(raw))
+        else:
+            X = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ArtifactError(f"{where} is not a readable {spec['layout']} matrix ({exc})") from exc
+    if list(X.shape) != list(spec["shape"]):
+        raise ArtifactError(f"{where} has shape {X.shape}, the manifest says {spec['shape']}")
+    return X
+
+
 def save_matrix(
     path: StorePath,
     matrix: FeatureMatrix,
@@ -379,21 +442,8 @@ def save_matrix(
     ``compress`` zips a sparse X (smaller, slower); a dense X is stored raw.
     """
     X = matrix.X
-    if sp.issparse(X):
-        layout, filename = "sparse", "X.npz"
-
-        def dump(w: HashingWriter) -> None:
-            sp.save_npz(w, X, compressed=compress)
-    elif isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
-        layout, filename = "dense", "X.npy"
-
-        def dump(w: HashingWriter) -> None:
-            np.save(w, X, allow_pickle=False)
-    else:
-        raise UnstorableError(
-            "X must be a 2-d numeric numpy array or a scipy sparse matrix, got "
-            f"{type(X).__name__} of shape {getattr(X, 'shape', None)}"
-        )
+    layout, suffix, dump = _matrix_writer(X, compress)
+    filename = f"X{suffix}"
     n_rows, n_cols = (int(d) for d in X.shape)
     _check_rows(n_rows, matrix.prov, "X")
     for b in matrix.blocks:
@@ -414,15 +464,12 @@ def save_matrix(
     ]
 
     def write(files: _Files) -> dict[str, Any]:
-        files.write("X", filename, dump)
+        if compress:
+            files.write("X", filename, dump)
+        else:  # the model's state holds the same X: it links this file instead of a copy
+            files.shared("X", filename, X, dump)
         return {
-            "X": {
-                "layout": layout,
-                "format": X.format if layout == "sparse" else "ndarray",
-                "shape": [n_rows, n_cols],
-                "dtype": X.dtype.str,
-                "nnz": int(X.nnz) if layout == "sparse" else None,
-            },
+            "X": _matrix_spec(X, layout),
             "blocks": blocks,
             "prov": _write_prov(files, None, matrix.prov),
             "key_indexes": _write_keys(files, indexes),
@@ -435,17 +482,7 @@ def load_matrix(path: StorePath, *, verify: bool = True) -> StoredMatrix:
     """Load X stored by :func:`save_matrix` as a :class:`FeatureMatrix` whose ``resolve``
     looks keys up in the stored key indexes (keys not in this X resolve to nothing)."""
     manifest, data = _read(path, "matrix", verify)
-    spec = manifest.content["X"]
-    where = manifest.files["X"].path
-    try:
-        if spec["layout"] == "sparse":
-            X: Any = sp.load_npz(io.BytesIO(data["X"]))
-        else:
-            X = np.load(io.BytesIO(data["X"]), allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ArtifactError(f"{where} is not a readable {spec['layout']} matrix ({exc})") from exc
-    if list(X.shape) != list(spec["shape"]):
-        raise ArtifactError(f"{where} has shape {X.shape}, the manifest says {spec['shape']}")
+    X = _read_matrix(manifest.content["X"], data["X"], manifest.files["X"].path)
     blocks = tuple(
         Block(
             b["name"],
@@ -470,28 +507,58 @@ def save_object(
     rows: int | None = None,
     sources: Iterable[str] = (),
     compress: int = 0,
+    shared: Mapping[str, Any] | None = None,
 ) -> Manifest:
-    """Store one Python object with joblib (e.g. a model and its forgetting state).
+    """Store one Python object (e.g. a model and its forgetting state).
 
-    Objects that refer to each other (a tracker and the transformer inside a ColumnTransformer)
-    must be saved *together*, in one object (a tuple, dict or dataclass), so the references stay
-    shared after loading. ``rows``/``sources`` (what the object was fitted on) go to the
-    manifest for reports.
+    By default as pickle protocol 5 with its array buffers written raw beside the stream
+    (:mod:`lester_dagster.store.pickling`: ``object.pkl`` + ``buffers.bin``), which writes and
+    loads large arrays at file speed; ``compress`` > 0 uses joblib with zlib at that level
+    (``object.joblib``: smaller, slower). Objects that refer to each other (a tracker and the
+    transformer inside a ColumnTransformer) must be saved *together*, in one object (a tuple,
+    dict or dataclass), so the references stay shared after loading. ``rows``/``sources`` (what
+    the object was fitted on) go to the manifest for reports.
+
+    ``shared`` names matrices (numpy arrays, scipy sparse) that ``value`` refers to and that are
+    stored as matrix files of their own (``shared-<name>.npy|npz``) instead of inside the
+    pickle; one that another artifact of this process just stored (X_train's X, the same
+    object) is hard-linked, not written again (:mod:`lester_dagster.store.links`). Ignored
+    when ``compress`` is set.
     """
+    kind = type(value)
+    described = {"type": f"{kind.__module__}.{kind.__qualname__}"}
 
     def write(files: _Files) -> dict[str, Any]:
         try:
-            files.write(
-                "object", "object.joblib", lambda w: joblib.dump(value, w, compress=compress)
-            )
+            if compress:
+                files.write(
+                    "object", "object.joblib", lambda w: joblib.dump(value, w, compress=compress)
+                )
+                return {**described, "format": "joblib", "joblib": joblib.__version__}
+            apart: dict[str, Any] = {}
+            for name, matrix in (shared or {}).items():
+                layout, suffix, dump = _matrix_writer(matrix, False)
+                files.shared(f"shared-{name}", f"shared-{name}{suffix}", matrix, dump)
+                apart[name] = _matrix_spec(matrix, layout)
+            stream = io.BytesIO()
+            spans: pickling.Spans = []
+
+            def dump_buffers(w: HashingWriter) -> None:
+                spans.extend(pickling.dump(value, stream, w, external=shared))
+
+            files.write("buffers", "buffers.bin", dump_buffers)
+
+            def dump_stream(w: HashingWriter) -> None:
+                w.write(stream.getbuffer())
+
+            files.write("object", "object.pkl", dump_stream)
+            return {**described, "format": "pickle5", "buffers": spans, "shared": apart}
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             raise UnstorableError(
                 f"{type(value).__name__} cannot be pickled ({exc}); everything it refers to "
                 "must be picklable: keep functions at module level (lambdas and local "
                 "functions are not) and drop open files, locks and connections"
             ) from exc
-        kind = type(value)
-        return {"type": f"{kind.__module__}.{kind.__qualname__}", "joblib": joblib.__version__}
 
     return _save(path, "object", rows, sources, metadata, write)
 
@@ -499,7 +566,26 @@ def save_object(
 def load_object(path: StorePath, *, verify: bool = True) -> StoredObject:
     """Load an object stored by :func:`save_object` (unpickles: trusted stores only)."""
     manifest, data = _read(path, "object", verify)
-    return StoredObject(joblib.load(io.BytesIO(data["object"])), manifest)
+    form = manifest.content.get("format", "joblib")
+    where = manifest.files["object"].path
+    try:
+        if form == "joblib":
+            return StoredObject(joblib.load(io.BytesIO(data["object"])), manifest)
+        if form == "pickle5":
+            apart = {
+                name: _read_matrix(spec, data[f"shared-{name}"], where)
+                for name, spec in manifest.content.get("shared", {}).items()
+            }
+            value = pickling.load(
+                data["object"], data["buffers"], manifest.content["buffers"], external=apart
+            )
+            return StoredObject(value, manifest)
+    except (KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"{where} is not a readable {form} object ({exc})") from exc
+    raise ArtifactError(
+        f"{where} is stored as {form!r}; this lester-dagster reads 'pickle5' and 'joblib'. "
+        "Upgrade lester-dagster or rematerialise the asset"
+    )
 
 
 # -- any kind ------------------------------------------------------------------------------------

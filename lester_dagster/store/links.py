@@ -1,0 +1,99 @@
+"""One file for two artifacts: a matrix written once and hard-linked into the next artifact.
+
+X_train and the model's forgetting state hold the same X (one object in memory). The store
+writes it once: :func:`remember` notes, after an artifact wrote an object's file, which file
+holds it; when a later artifact of the same process stores the *same* object (identity, and
+unchanged since, checked by a CRC-32 fingerprint of its buffers), :func:`link` hard-links that
+file into the new version directory instead of serialising, hashing and writing it again. The
+manifest entry (sha256, size) is the remembered one, and loading checks it as for any file.
+
+Each version directory still holds every file it needs: when one artifact's old version is
+collected, the other's link keeps the data until its own version goes too; a deletion run
+replaces both, so no copy of forgotten rows outlives the run. Only local paths link (object
+stores have no hard links); anything else (no entry, another filesystem, the file already
+collected, the object changed) returns None and the caller writes the file as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["fingerprint", "forget_all", "link", "remember"]
+
+_LIMIT = 8
+"""Entries kept (the most recent): a run links a file right after writing it."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    ref: weakref.ref[Any]
+    file: Path
+    sha256: str
+    size: int
+    fingerprint: str
+
+
+_entries: OrderedDict[int, _Entry] = OrderedDict()
+
+
+def fingerprint(value: Any) -> str | None:
+    """Type, shape and CRC-32 of the buffers of a numpy array or scipy sparse matrix (None for
+    anything else: such objects are never linked)."""
+    if isinstance(value, np.ndarray):
+        parts = [value]
+    elif sp.issparse(value) and value.format in ("csr", "csc"):
+        parts = [value.data, value.indices, value.indptr]
+    else:
+        return None
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(np.ascontiguousarray(part).data.cast("B"), crc)
+    kind = value.format if sp.issparse(value) else "ndarray"
+    return f"{kind}:{value.shape}:{value.dtype.str}:{crc:08x}"
+
+
+def remember(value: Any, file: Path, sha256: str, size: int) -> None:
+    """Note that local ``file`` (just written, with this checksum and size) holds ``value``."""
+    mark = fingerprint(value)
+    if mark is None:
+        return
+    try:
+        ref = weakref.ref(value)
+    except TypeError:  # pragma: no cover - arrays and sparse matrices support weak references
+        return
+    _entries.pop(id(value), None)
+    _entries[id(value)] = _Entry(ref, Path(file), sha256, size, mark)
+    while len(_entries) > _LIMIT:
+        _entries.popitem(last=False)
+
+
+def link(value: Any, target: Path) -> tuple[str, int] | None:
+    """Hard-link the remembered file of ``value`` to local ``target``; returns its (sha256,
+    size), or None when there is nothing valid to link (the caller then writes the file)."""
+    entry = _entries.get(id(value))
+    if entry is None or entry.ref() is not value:
+        return None
+    if fingerprint(value) != entry.fingerprint:  # changed in place since it was written
+        _entries.pop(id(value), None)
+        return None
+    try:
+        if entry.file.stat().st_size != entry.size:
+            return None
+        os.link(entry.file, target)
+    except OSError:  # collected meanwhile, another filesystem, no hard links here
+        return None
+    return entry.sha256, entry.size
+
+
+def forget_all() -> None:
+    """Drop every entry (tests; a process that wants every file written anew)."""
+    _entries.clear()
