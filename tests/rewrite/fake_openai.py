@@ -372,6 +372,9 @@ class _Handler(BaseHTTPRequestHandler):
         model = request.model or "fake-model"
         ident = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         created = int(time.time())
+        # recorded before the reply goes out: the client may read it as soon as it has the reply
+        with fake._lock:
+            fake.responses.append({"id": ident, "usage": usage, "stream": request.stream})
         if request.stream:
             include_usage = bool((request.body.get("stream_options") or {}).get("include_usage"))
             chunks = list(step.chunks) if step.chunks is not None else _pieces(content, 7)
@@ -395,8 +398,6 @@ class _Handler(BaseHTTPRequestHandler):
                     "usage": usage,
                 },
             )
-        with fake._lock:
-            fake.responses.append({"id": ident, "usage": usage, "stream": request.stream})
 
     def _stream(
         self,
