@@ -42,9 +42,10 @@ def test_the_model_links_the_x_file_that_x_train_just_wrote(tmp_path: Path) -> N
     manifest = save_object(tmp_path / "model", state, shared={"X": matrix.X})
     x_file, linked = _file(tmp_path / "X_train", "X"), _file(tmp_path / "model", "shared-X")
     assert os.stat(x_file).st_ino == os.stat(linked).st_ino and os.stat(linked).st_nlink == 2
-    assert manifest.files["shared-X"].sha256 == load_matrix(tmp_path / "X_train").manifest.files[
-        "X"
-    ].sha256
+    assert (
+        manifest.files["shared-X"].sha256
+        == load_matrix(tmp_path / "X_train").manifest.files["X"].sha256
+    )
     back = load_object(tmp_path / "model").value
     assert (back["X"] != matrix.X).nnz == 0 and back["again"] is back["X"]
     # the pickle holds a reference, not the data
