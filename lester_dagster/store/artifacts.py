@@ -216,23 +216,33 @@ def _check_rows(rows: int, prov: Prov, what: str) -> None:
         )
 
 
-def _write_prov(files: _Files, table: pa.Table | None, prov: Prov) -> dict[str, Any]:
-    """Data table with single provenance appended, or data + prov.parquet (multi, or no table)."""
+def _write_prov(
+    files: _Files, table: pa.Table | None, prov: Prov, *, apart: bool = False
+) -> dict[str, Any]:
+    """Data table with single provenance appended, or data + prov.parquet (multi, no table, or
+    ``apart``). prov.parquet is hard-linked where another artifact just wrote the same Prov."""
+    inline = table is not None and prov.single and not apart
     if table is not None:
-        if prov.single:
+        if inline:
             for name, ids in prov_columns(prov).items():
                 table = table.append_column(name, pa.array(ids, pa.uint64()))
         files.parquet("data", table)
-    if table is None or not prov.single:
-        files.parquet("prov", prov_table(prov))
+    if not inline:
+        files.shared("prov", "prov.parquet", prov, lambda w: write_parquet(prov_table(prov), w))
     return prov_summary(prov)
 
 
 def _write_keys(files: _Files, indexes: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """One Parquet file per key index (hard-linked where another artifact just wrote the same
+    index, as y after X)."""
     names = {}
     for i, (source, index) in enumerate(indexes.items()):
-        names[source] = f"keys-{i}"
-        files.parquet(names[source], key_index_table(index))
+        name = names[source] = f"keys-{i}"
+
+        def dump(w: HashingWriter, index: pd.DataFrame = index) -> None:
+            write_parquet(key_index_table(index), w)
+
+        files.shared(name, f"{name}.parquet", index, dump)
     return names
 
 
@@ -353,7 +363,8 @@ def save_labels(
     indexes = key_indexes_to_store(labels.prov, sources, key_index)
 
     def write(files: _Files) -> dict[str, Any]:
-        summary = _write_prov(files, table, labels.prov)
+        # provenance in its own file: X of the same rows wrote the same one (linked, not copied)
+        summary = _write_prov(files, table, labels.prov, apart=True)
         return {
             "dtype": y.dtype.str,
             "inputs": list(labels.inputs),

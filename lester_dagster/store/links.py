@@ -1,11 +1,12 @@
-"""One file for two artifacts: a matrix written once and hard-linked into the next artifact.
+"""One file for two artifacts: written once and hard-linked into the next artifact.
 
-X_train and the model's forgetting state hold the same X (one object in memory). The store
-writes it once: :func:`remember` notes, after an artifact wrote an object's file, which file
-holds it; when a later artifact of the same process stores the *same* object (identity, and
-unchanged since, checked by a CRC-32 fingerprint of its buffers), :func:`link` hard-links that
-file into the new version directory instead of serialising, hashing and writing it again. The
-manifest entry (sha256, size) is the remembered one, and loading checks it as for any file.
+X_train and the model's forgetting state hold the same X (one object in memory); X and y (train
+or test) the same provenance and key indexes. The store writes each once: :func:`remember`
+notes, after an artifact wrote an object's file, which file holds it; when a later artifact of
+the same process stores the *same* object (identity, and unchanged since, checked by a CRC-32
+fingerprint of its buffers), :func:`link` hard-links that file into the new version directory
+instead of serialising, hashing and writing it again. The manifest entry (sha256, size) is the
+remembered one, and loading checks it as for any file.
 
 Each version directory still holds every file it needs: when one artifact's old version is
 collected, the other's link keeps the data until its own version goes too; a deletion run
@@ -25,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
+
+from lester_dagster.frame import Prov
 
 __all__ = ["fingerprint", "forget_all", "link", "remember"]
 
@@ -45,20 +49,45 @@ class _Entry:
 _entries: OrderedDict[int, _Entry] = OrderedDict()
 
 
-def fingerprint(value: Any) -> str | None:
-    """Type, shape and CRC-32 of the buffers of a numpy array or scipy sparse matrix (None for
-    anything else: such objects are never linked)."""
+def _parts(value: Any) -> tuple[str, list[np.ndarray]] | None:
+    """A description and the arrays that make up ``value``, for the kinds that link."""
     if isinstance(value, np.ndarray):
-        parts = [value]
-    elif sp.issparse(value) and value.format in ("csr", "csc"):
-        parts = [value.data, value.indices, value.indptr]
-    else:
+        return f"ndarray:{value.shape}:{value.dtype.str}", [value]
+    if sp.issparse(value) and value.format in ("csr", "csc"):
+        return f"{value.format}:{value.shape}:{value.dtype.str}", [
+            value.data,
+            value.indices,
+            value.indptr,
+        ]
+    if isinstance(value, Prov):
+        arrays = [np.asarray(ids) for ids in value.keys.values()]
+        if value.offsets is not None:
+            arrays.append(np.asarray(value.offsets))
+        return f"prov:{value.n}:{list(value.keys)}:{value.offsets is None}", arrays
+    if isinstance(value, pd.DataFrame):  # a key index: numeric key columns, uint64 key ids
+        columns = [value[c] for c in value.columns]
+        if not all(c.dtype.kind in "biuf" for c in columns) or value.index.dtype.kind not in "iu":
+            return None
+        described = [(str(c), str(value[c].dtype)) for c in value.columns]
+        return f"frame:{len(value)}:{described}", [
+            *(c.to_numpy() for c in columns),
+            value.index.to_numpy(),
+        ]
+    return None
+
+
+def fingerprint(value: Any) -> str | None:
+    """Kind, shape and CRC-32 of the buffers of what can be linked: a numpy array, a CSR/CSC
+    matrix, a :class:`~lester_dagster.frame.Prov`, or a key index (a DataFrame of numeric key
+    columns indexed by key id). None for anything else: such values are never linked."""
+    described = _parts(value)
+    if described is None:
         return None
+    kind, arrays = described
     crc = 0
-    for part in parts:
+    for part in arrays:
         crc = zlib.crc32(np.ascontiguousarray(part).data.cast("B"), crc)
-    kind = value.format if sp.issparse(value) else "ndarray"
-    return f"{kind}:{value.shape}:{value.dtype.str}:{crc:08x}"
+    return f"{kind}:{crc:08x}"
 
 
 def remember(value: Any, file: Path, sha256: str, size: int) -> None:

@@ -8,13 +8,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from lester_dagster.features import FeatureMatrix
+from lester_dagster.features import FeatureMatrix, Labels
 from lester_dagster.frame import KeyResolver, Prov
 from lester_dagster.store import collect_garbage, links
-from lester_dagster.store.artifacts import load_matrix, load_object, save_matrix, save_object
+from lester_dagster.store.artifacts import (
+    load_labels,
+    load_matrix,
+    load_object,
+    save_labels,
+    save_matrix,
+    save_object,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +113,38 @@ def test_dense_matrices_link_too_and_other_values_never_do(tmp_path: Path) -> No
     save_object(tmp_path / "model", {"X": dense}, shared={"X": dense})
     assert os.stat(_file(tmp_path / "model", "shared-X")).st_nlink == 2
     assert links.fingerprint([1, 2]) is None and links.fingerprint(sp.coo_matrix(dense)) is None
+
+
+def test_y_links_the_provenance_and_key_indexes_that_x_of_the_same_rows_wrote(
+    tmp_path: Path,
+) -> None:
+    matrix = _matrix()
+    keys = pd.DataFrame(
+        {"mail_id": np.arange(30, dtype=np.int64) * 7},
+        index=pd.Index(matrix.prov.keys["mails"], dtype=np.uint64, name="key_id"),
+    )
+    save_matrix(tmp_path / "X", matrix, sources={"mails": keys})
+    labels = Labels(np.arange(30) % 2, matrix.prov, ("level",), frozenset())
+    manifest = save_labels(tmp_path / "y", labels, sources={"mails": keys})
+    x_files = load_matrix(tmp_path / "X").manifest.files
+    for name in ("prov", "keys-0"):
+        mine, theirs = (
+            tmp_path / "y" / manifest.files[name].path,
+            tmp_path / "X" / x_files[name].path,
+        )
+        assert os.stat(mine).st_ino == os.stat(theirs).st_ino, name
+    back = load_labels(tmp_path / "y")
+    np.testing.assert_array_equal(back.labels.y, labels.y)
+    np.testing.assert_array_equal(back.labels.prov.keys["mails"], matrix.prov.keys["mails"])
+    pd.testing.assert_frame_equal(back.key_indexes["mails"], keys)
+    # other provenance (other rows) is written, not linked
+    fewer = Labels(labels.y[:10], matrix.prov.take(np.arange(10)), ("level",), frozenset())
+    again = save_labels(tmp_path / "y10", fewer)
+    assert os.stat(tmp_path / "y10" / again.files["prov"].path).st_nlink == 1
+
+
+def test_key_indexes_with_text_keys_are_written_not_linked() -> None:
+    index = pd.DataFrame({"email": ["a@x", "b@x"]}, index=pd.Index([1, 2], dtype=np.uint64))
+    assert links.fingerprint(index) is None
+    numeric = pd.DataFrame({"id": [3, 4]}, index=pd.Index([1, 2], dtype=np.uint64))
+    assert links.fingerprint(numeric) != links.fingerprint(numeric.iloc[::-1])
