@@ -15,10 +15,14 @@ missing from a referenced index is simply not in this artifact (dropped unless `
 
 from __future__ import annotations
 
+import weakref
+import zlib
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
@@ -73,12 +77,33 @@ def key_indexes_to_store(
             continue
         index = _index_of(source, sources[source])
         if mode == "referenced":
-            wanted = sorted_unique(prov.keys[source])
+            wanted = _mentioned(prov.keys[source])
             # an index holds every key its rows mention (writers keep it so); as large as the
             # mentioned keys, it holds nothing else, and the filter (~0.1 s per 1M keys) is moot
             if len(index) != len(wanted):
                 index = index[member_mask(index.index.to_numpy(dtype=np.uint64), wanted)]
         out[source] = index
+    return out
+
+
+_recent: OrderedDict[int, tuple[weakref.ref[Any], int, npt.NDArray[np.uint64]]] = OrderedDict()
+
+
+def _mentioned(ids: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """The distinct key ids of a provenance column, remembered for the same, unchanged array
+    (X and y of the same rows are stored one after the other: one sort, not two)."""
+    crc = zlib.crc32(np.ascontiguousarray(ids).data.cast("B"))
+    hit = _recent.get(id(ids))
+    if hit is not None and hit[0]() is ids and hit[1] == crc:
+        return hit[2]
+    out: npt.NDArray[np.uint64] = sorted_unique(ids)
+    out.flags.writeable = False  # shared by later calls
+    try:
+        _recent[id(ids)] = (weakref.ref(ids), crc, out)
+    except TypeError:  # pragma: no cover - numpy arrays support weak references
+        return out
+    while len(_recent) > 8:
+        _recent.popitem(last=False)
     return out
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lester_dagster.errors import UnknownKeyError, UnknownSourceError, UnstorableError
-from lester_dagster.frame import Result, col, from_pandas
+from lester_dagster.frame import Prov, Result, col, from_pandas
 from lester_dagster.store.keys import (
     KeyResolver,
     key_index_of_table,
@@ -51,6 +51,19 @@ def test_only_referenced_keys_are_stored_by_default(result: Result) -> None:
     assert set(stored.index) == set(result.prov.keys["customers"].tolist())
     assert len(key_indexes_to_store(result.prov, result.sources, "all")["customers"]) == 3
     assert key_indexes_to_store(result.prov, None) == {}
+
+
+def test_referenced_keys_follow_provenance_changed_in_place(result: Result) -> None:
+    """The mentioned keys of a provenance column are remembered for the same array (X, then y
+    of the same rows), but not once its content changed."""
+    full = result.sources["customers"].keys
+    ids = full.index.to_numpy(dtype=np.uint64).copy()
+    prov = Prov(3, {"customers": ids})
+    assert len(key_indexes_to_store(prov, result.sources)["customers"]) == 3
+    assert len(key_indexes_to_store(prov, result.sources)["customers"]) == 3
+    ids[:] = ids[0]  # every row now mentions one customer
+    stored = key_indexes_to_store(prov, result.sources)["customers"]
+    assert list(stored.index) == [ids[0]]
 
 
 def test_bad_key_index_arguments_are_refused(result: Result) -> None:
