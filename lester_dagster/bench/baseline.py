@@ -199,6 +199,8 @@ class PrototypeState:
         for frame, hit in ((self.frame, rows), (self.test_frame, test_rows)):
             if hit.size:
                 for column in inputs:
+                    if column not in frame.columns:  # not kept by the training state
+                        continue
                     frame[column] = frame[column].astype(object)
                     frame.iloc[hit, list(frame.columns).index(column)] = None
         self.gradient_step()

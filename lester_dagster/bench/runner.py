@@ -188,7 +188,9 @@ class SizeRun:
         self.previous = state.unlearner.parameters(state.model)
         self.info["x_columns"] = int(state.X.shape[1])
         self.info["baseline_step"] = self.baseline.step_size()
-        train = state.frame
+        # the stored training rows with every prepared column (the state keeps only those its
+        # updates read: not the subject, which only a stateless encoder reads)
+        train = _load(self.io, self.assets.key("train")).data
         rng = np.random.default_rng(0)
         customers = np.array(train["customer_id"].drop_duplicates().to_numpy())
         rng.shuffle(customers)

@@ -101,6 +101,35 @@ def _affine(transformer: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.f
     return None
 
 
+def _placeholder(spec: Any, names: tuple[str, ...], rows: int) -> Any:
+    """Inputs of ``rows`` rows, shaped as :func:`_inputs` gives them, holding nothing: what a
+    stateless tracker is handed for columns the state does not keep (it only counts rows)."""
+    if isinstance(spec, str):
+        return pd.Series([None] * rows, name=spec, dtype=object)
+    return pd.DataFrame({name: [None] * rows for name in names}, dtype=object)
+
+
+def _stateless_only(
+    blocks: Sequence[Block],
+    trackers: Mapping[str, Decremental],
+    label_inputs: tuple[str, ...] | None,
+    columns: tuple[str, ...],
+) -> tuple[str, ...]:
+    """Columns read only by stateless encoders and not by the label (all kept when the label's
+    inputs are not declared: it may read any column)."""
+    if label_inputs is None:
+        return ()
+    stateless: set[str] = set()
+    needed: set[str] = set(label_inputs)
+    for block in blocks:
+        tracker = trackers.get(block.name)
+        if tracker is not None and tracker.strategy == "stateless":
+            stateless |= set(block.inputs)
+        else:
+            needed |= set(block.inputs)
+    return tuple(c for c in columns if c in stateless and c not in needed)
+
+
 def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
@@ -139,6 +168,9 @@ class TrainingState:
         self.label_inputs = label_inputs
         self.history: list[TrainingUpdate] = []
         self._affine_maps: dict[str, tuple[FloatArray, FloatArray]] = {}
+        #: Prepared columns not kept in :attr:`frame`: read only by stateless encoders (a
+        #: HashingVectorizer's text) and not by the label, so no update needs their old values.
+        self.dropped: tuple[str, ...] = ()
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -165,7 +197,11 @@ class TrainingState:
         unlearner = fit_for_forgetting(model, features.X, labels.y)
         unlearner.adopt(features.X)  # one X for the model and the features (stored once)
         inputs_ = tuple(label_inputs) if label_inputs is not None else None
-        return cls(frame, features, labels.y, encoding, trackers, unlearner, label, inputs_)
+        dropped = _stateless_only(features.blocks, trackers, inputs_, tuple(frame.columns))
+        kept = frame.drop(columns=list(dropped)) if dropped else frame
+        state = cls(kept, features, labels.y, encoding, trackers, unlearner, label, inputs_)
+        state.dropped = dropped
+        return state
 
     # -- queries -------------------------------------------------------------------------------
     @property
@@ -246,7 +282,8 @@ class TrainingState:
         positions = np.asarray(rows, dtype=np.intp)
         if len(np.unique(positions)) != len(positions) or len(new_values) != len(positions):
             raise PlanError("replace_rows needs distinct rows and one new row of values for each")
-        missing = [c for c in self.frame.columns if c not in new_values.columns]
+        dropped = list(self._dropped())
+        missing = [c for c in [*self.frame.columns, *dropped] if c not in new_values.columns]
         if missing:
             raise PlanError(f"new_values lacks the prepared column(s) {missing}")
         if positions.size == 0:
@@ -255,7 +292,9 @@ class TrainingState:
         new = new_values[list(self.frame.columns)].set_axis(old.index)
         frame = self.frame.copy()
         frame.iloc[positions] = new.astype(frame.dtypes.to_dict(), errors="ignore")
-        touched = {c for c in frame.columns if not old[c].equals(new[c])}
+        # a dropped column's old value is not kept: taken as changed (its stateless encoding
+        # of these rows is redone from the new values, which gives the same X if it was not)
+        touched = {c for c in frame.columns if not old[c].equals(new[c])} | set(dropped)
         before = {b.name: _affine(self.trackers[b.name].transformer) for b in self.features.blocks}
         records, changed = self._update_encoders(old, new, frame, only_inputs=touched)
         self.frame = frame
@@ -266,7 +305,8 @@ class TrainingState:
         # absorbs that through its fast path, so only the replaced rows remain a row update
         records.extend(self._absorb_affine(changed, before, blocks, old_columns))
         # blocks that kept their state but read a changed column: re-encode just those rows
-        X = self._reencode_rows(X, blocks, positions, frame, touched, skip=changed)
+        wide = new_values[[*self.frame.columns, *dropped]].reset_index(drop=True)
+        X = self._reencode_rows(X, blocks, positions, wide, touched, skip=changed)
         records.append(
             self.unlearner.update(X, self.y, changed_rows=positions, old_columns=old_columns)
         )
@@ -347,6 +387,33 @@ class TrainingState:
         return FeatureMatrix(X, prov, self.features.blocks, matrix.resolve)
 
     # -- internals -----------------------------------------------------------------------------
+    def _dropped(self) -> tuple[str, ...]:
+        return tuple(getattr(self, "dropped", ()))  # states pickled before it existed
+
+    def _reads_dropped(self, block: Block) -> bool:
+        return bool(set(block.inputs) & set(self._dropped()))
+
+    def values_differ(self, rows: npt.ArrayLike, new_values: pd.DataFrame) -> bool:
+        """Whether ``new_values`` (one row per position in ``rows``, every prepared column)
+        differ from what the state holds for those rows: the kept columns compared as values,
+        the dropped ones through their (stateless) encoding against the rows of X."""
+        positions = np.asarray(rows, dtype=np.intp)
+        old = self.frame.iloc[positions].reset_index(drop=True)
+        new = new_values.reset_index(drop=True)
+        if not new[list(old.columns)].equals(old):
+            return True
+        for block in self.features.blocks:
+            if not self._reads_dropped(block):
+                continue
+            transformer = self.trackers[block.name].transformer
+            part = transformer.transform(_inputs(new, self._spec(block.name), block.inputs))
+            stored = self.features.X[positions][:, block.start : block.stop]
+            fresh = part.toarray() if sp.issparse(part) else np.asarray(part)
+            held = stored.toarray() if sp.issparse(stored) else np.asarray(stored)
+            if not np.array_equal(fresh, held, equal_nan=True):
+                return True
+        return False
+
     def _labels(self, frame: pd.DataFrame) -> Any:
         data = frame[list(self.label_inputs)] if self.label_inputs is not None else frame
         return self.label(data)
@@ -368,15 +435,19 @@ class TrainingState:
                 continue
             tracker = self.trackers[block.name]
             spec = self._spec(block.name)
-            after_inputs = _inputs(after, spec, block.inputs)
-            before = _inputs(old, spec, block.inputs)
+            if self._reads_dropped(block):  # stateless: the values are not read, only counted
+                after_inputs = _placeholder(spec, block.inputs, len(after))
+                before = _placeholder(spec, block.inputs, len(old))
+                added = _placeholder(spec, block.inputs, len(old))
+            else:
+                after_inputs = _inputs(after, spec, block.inputs)
+                before = _inputs(old, spec, block.inputs)
+                added = _inputs(new, spec, block.inputs) if new is not None else None
             remaining = _constant(after_inputs)
             if new is None:
                 record = tracker.forget(before, remaining=remaining)
             else:
-                record = tracker.replace(
-                    before, _inputs(new, spec, block.inputs), remaining=remaining
-                )
+                record = tracker.replace(before, added, remaining=remaining)
             records.append(record)
             if record.changed:
                 changed.append(block.name)
@@ -530,15 +601,15 @@ class TrainingState:
         X: Matrix,
         blocks: tuple[Block, ...],
         rows: IntArray,
-        frame: pd.DataFrame,
+        subset: pd.DataFrame,
         touched: set[str],
         skip: list[str],
     ) -> Matrix:
-        """Re-encode only ``rows`` in blocks that read a touched column but kept their state."""
+        """Re-encode only ``rows`` in blocks that read a touched column but kept their state
+        (``subset``: the new values of exactly those rows, in order)."""
         targets = [b for b in blocks if b.name not in skip and set(b.inputs) & touched]
         if not targets:
             return X
-        subset = frame.iloc[rows]
         # the changed rows, dense (few rows), with the targets' columns re-encoded
         fresh = X[rows].toarray() if sp.issparse(X) else np.array(X[rows], dtype=float)
         for block in targets:

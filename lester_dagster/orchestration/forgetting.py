@@ -470,8 +470,7 @@ class _Run(HoldoutSide):
         if replace.size:
             assert rows is not None
             new_values = rows.data.iloc[where[where >= 0]].reset_index(drop=True)
-            old = state.frame.iloc[replace].reset_index(drop=True)
-            if not new_values[list(old.columns)].equals(old):
+            if state.values_differ(replace, new_values):
                 updates.append(state.replace_rows(replace, new_values))
         if forget.size:
             updates.append(state.forget_rows(forget))
