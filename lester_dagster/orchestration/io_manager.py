@@ -12,7 +12,7 @@ value                 files                                                     
 ====================  ==========================================================  =========
 FrameArtifact         data.parquet (user + provenance columns), key indexes,       same
                       column lineage in the manifest
-FeatureMatrix         X.npz (sparse) / X.npy (dense), provenance, blocks, keys     same
+FeatureMatrix         X.bin (CSR raw) / X.npy (dense), provenance, blocks, keys    same
 LabelsArtifact        data.parquet (y + provenance), inputs, lineage, keys         same
 anything else         object.pkl + buffers.bin (pickle 5; e.g. the TrainingState)   same
 ====================  ==========================================================  =========

@@ -4,8 +4,11 @@
   sets (version directories + ``manifest.json`` as the commit point), on local disks and UPath
   filesystems (object stores);
 * :mod:`~lester_dagster.store.artifacts`: ``save_*`` / ``load_*`` for frames (Parquet with
-  provenance columns), labels, feature matrices (.npy / .npz) and objects (pickle 5, raw
-  array buffers);
+  provenance columns), labels, feature matrices (raw CSR buffers, .npy, .npz) and objects
+  (pickle 5, raw array buffers);
+* :mod:`~lester_dagster.store.matrices` and :mod:`~lester_dagster.store.pickling`: the files of
+  matrices and objects; :mod:`~lester_dagster.store.links`: a file written once and hard-linked
+  into the next artifact that stores the same object (X_train's X into the model's state);
 * :mod:`~lester_dagster.store.manifest`: the manifest (kind, rows, sources, checksums,
   metadata) and verified reads;
 * :mod:`~lester_dagster.store.ledger`: the deletion ledger (SQLite by default, any SQLAlchemy

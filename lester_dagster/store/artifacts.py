@@ -9,7 +9,8 @@ never a mix, even if the writer is killed. Files of a version::
                                             single provenance as __lester_prov__<source> columns
     <root>/v<seq>-<token>/prov.parquet      multi provenance of a frame / labels (one row per
                                             monomial), and X's provenance (single or multi)
-    <root>/v<seq>-<token>/X.npy | X.npz     X: dense (numpy .npy) | sparse (scipy save_npz)
+    <root>/v<seq>-<token>/X.bin|.npy|.npz   X: CSR/CSC raw buffers | dense numpy | other sparse
+                                            or compressed, scipy (lester_dagster.store.matrices)
     <root>/v<seq>-<token>/keys-<i>.parquet  key index of a source (manifest content.key_indexes)
     <root>/v<seq>-<token>/object.pkl        one Python object (a model with its forgetting state):
     <root>/v<seq>-<token>/buffers.bin       pickle protocol 5 stream + its raw array buffers
@@ -37,7 +38,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import scipy.sparse as sp
 
 from lester_dagster.errors import ArtifactError, UnstorableError
 from lester_dagster.features.matrix import Block, FeatureMatrix, Labels
@@ -59,6 +59,7 @@ from lester_dagster.store.manifest import (
     read_files,
     read_manifest,
 )
+from lester_dagster.store.matrices import matrix_file, read_matrix
 from lester_dagster.store.tables import (
     describe_columns,
     frame_of_table,
@@ -396,49 +397,6 @@ def load_labels(path: StorePath, *, verify: bool = True) -> StoredLabels:
 
 
 # -- feature matrices ----------------------------------------------------------------------------
-def _matrix_writer(X: Any, compress: bool) -> tuple[str, str, Callable[[HashingWriter], None]]:
-    """Layout, file suffix and writer of a matrix (dense: .npy; sparse: scipy's .npz)."""
-    if sp.issparse(X):
-
-        def dump_sparse(w: HashingWriter) -> None:
-            sp.save_npz(w, X, compressed=compress)
-
-        return "sparse", ".npz", dump_sparse
-    if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
-
-        def dump_dense(w: HashingWriter) -> None:
-            np.save(w, X, allow_pickle=False)
-
-        return "dense", ".npy", dump_dense
-    raise UnstorableError(
-        "X must be a 2-d numeric numpy array or a scipy sparse matrix, got "
-        f"{type(X).__name__} of shape {getattr(X, 'shape', None)}"
-    )
-
-
-def _matrix_spec(X: Any, layout: str) -> dict[str, Any]:
-    return {
-        "layout": layout,
-        "format": X.format if layout == "sparse" else "ndarray",
-        "shape": [int(d) for d in X.shape],
-        "dtype": X.dtype.str,
-        "nnz": int(X.nnz) if layout == "sparse" else None,
-    }
-
-
-def _read_matrix(spec: Mapping[str, Any], raw: bytes, where: str) -> Any:
-    try:
-        if spec["layout"] == "sparse":
-            X: Any = sp.load_npz(io.BytesIO(raw))
-        else:
-            X = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ArtifactError(f"{where} is not a readable {spec['layout']} matrix ({exc})") from exc
-    if list(X.shape) != list(spec["shape"]):
-        raise ArtifactError(f"{where} has shape {X.shape}, the manifest says {spec['shape']}")
-    return X
-
-
 def save_matrix(
     path: StorePath,
     matrix: FeatureMatrix,
@@ -448,12 +406,13 @@ def save_matrix(
     key_index: KeyIndexMode = "referenced",
     compress: bool = False,
 ) -> Manifest:
-    """Store X (dense as .npy, sparse with scipy's save_npz), its provenance and its blocks.
+    """Store X (:mod:`lester_dagster.store.matrices`: CSR/CSC as raw buffers, dense as .npy,
+    other sparse formats with scipy's .npz), its provenance and its blocks.
 
-    ``compress`` zips a sparse X (smaller, slower); a dense X is stored raw.
+    ``compress`` zips a sparse X (.npz: smaller, slower); a dense X is stored raw.
     """
     X = matrix.X
-    layout, suffix, dump = _matrix_writer(X, compress)
+    spec, suffix, dump = matrix_file(X, compress)
     filename = f"X{suffix}"
     n_rows, n_cols = (int(d) for d in X.shape)
     _check_rows(n_rows, matrix.prov, "X")
@@ -480,7 +439,7 @@ def save_matrix(
         else:  # the model's state holds the same X: it links this file instead of a copy
             files.shared("X", filename, X, dump)
         return {
-            "X": _matrix_spec(X, layout),
+            "X": spec,
             "blocks": blocks,
             "prov": _write_prov(files, None, matrix.prov),
             "key_indexes": _write_keys(files, indexes),
@@ -493,7 +452,7 @@ def load_matrix(path: StorePath, *, verify: bool = True) -> StoredMatrix:
     """Load X stored by :func:`save_matrix` as a :class:`FeatureMatrix` whose ``resolve``
     looks keys up in the stored key indexes (keys not in this X resolve to nothing)."""
     manifest, data = _read(path, "matrix", verify)
-    X = _read_matrix(manifest.content["X"], data["X"], manifest.files["X"].path)
+    X = read_matrix(manifest.content["X"], data["X"], manifest.files["X"].path)
     blocks = tuple(
         Block(
             b["name"],
@@ -531,7 +490,7 @@ def save_object(
     the object was fitted on) go to the manifest for reports.
 
     ``shared`` names matrices (numpy arrays, scipy sparse) that ``value`` refers to and that are
-    stored as matrix files of their own (``shared-<name>.npy|npz``) instead of inside the
+    stored as matrix files of their own (``shared-<name>.bin|npy|npz``) instead of inside the
     pickle; one that another artifact of this process just stored (X_train's X, the same
     object) is hard-linked, not written again (:mod:`lester_dagster.store.links`). Ignored
     when ``compress`` is set.
@@ -548,9 +507,9 @@ def save_object(
                 return {**described, "format": "joblib", "joblib": joblib.__version__}
             apart: dict[str, Any] = {}
             for name, matrix in (shared or {}).items():
-                layout, suffix, dump = _matrix_writer(matrix, False)
+                spec, suffix, dump = matrix_file(matrix)
                 files.shared(f"shared-{name}", f"shared-{name}{suffix}", matrix, dump)
-                apart[name] = _matrix_spec(matrix, layout)
+                apart[name] = spec
             stream = io.BytesIO()
             spans: pickling.Spans = []
 
@@ -584,7 +543,7 @@ def load_object(path: StorePath, *, verify: bool = True) -> StoredObject:
             return StoredObject(joblib.load(io.BytesIO(data["object"])), manifest)
         if form == "pickle5":
             apart = {
-                name: _read_matrix(spec, data[f"shared-{name}"], where)
+                name: read_matrix(spec, data[f"shared-{name}"], where)
                 for name, spec in manifest.content.get("shared", {}).items()
             }
             value = pickling.load(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -22,7 +24,7 @@ from upath import UPath
 
 from lester_dagster.errors import ArtifactError, ArtifactIntegrityError, UnstorableError
 from lester_dagster.features import FeatureMatrix, Labels, encode_labels, fit_encode, track
-from lester_dagster.frame import ColumnRef, Frame, Prov, Result, col, from_pandas
+from lester_dagster.frame import ColumnRef, Frame, KeyResolver, Prov, Result, col, from_pandas
 from lester_dagster.store import artifacts
 from lester_dagster.store.artifacts import (
     StoredFrame,
@@ -544,3 +546,46 @@ def test_load_key_indexes_reads_only_the_key_indexes(tmp_path: Path) -> None:
     (data_file,) = [p for p in (tmp_path / "a").rglob("data*.parquet")]
     data_file.write_bytes(b"broken")
     assert set(load_key_indexes(tmp_path / "a")) == {"things"}
+
+
+# -- matrix files ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_csr_and_csc_are_stored_as_raw_aligned_buffers_and_load_writable(
+    tmp_path: Path, fmt: str
+) -> None:
+    X = sp.random(40, 9, density=0.3, format=fmt, random_state=2, dtype=np.float64)
+    prov = Prov(40, {"mails": np.arange(40, dtype=np.uint64)})
+    manifest = save_matrix(tmp_path / "X", FeatureMatrix(X, prov, (), KeyResolver({})))
+    spec = manifest.content["X"]
+    assert spec["encoding"] == "raw" and manifest.files["X"].path.endswith("X.bin")
+    assert all(offset % 64 == 0 for offset, _, _ in spec["arrays"].values())
+    back = load_matrix(tmp_path / "X").matrix.X
+    assert back.format == fmt and (back != X).nnz == 0 and back.dtype == X.dtype
+    back.data[0] = 123.0  # arrays come back writable (a read-only view would raise here)
+    assert back.data[0] == 123.0
+
+
+def test_other_sparse_formats_and_compressed_matrices_use_npz(tmp_path: Path) -> None:
+    X = sp.random(20, 5, density=0.4, format="coo", random_state=3)
+    prov = Prov(20, {"mails": np.arange(20, dtype=np.uint64)})
+    coo = save_matrix(tmp_path / "coo", FeatureMatrix(X, prov, (), KeyResolver({})))
+    packed = save_matrix(
+        tmp_path / "z", FeatureMatrix(X.tocsr(), prov, (), KeyResolver({})), compress=True
+    )
+    assert coo.files["X"].path.endswith("X.npz") and "encoding" not in coo.content["X"]
+    assert packed.files["X"].path.endswith("X.npz")
+    assert (load_matrix(tmp_path / "coo").matrix.X != X).nnz == 0
+    assert (X.tocsr() != load_matrix(tmp_path / "z").matrix.X).nnz == 0
+
+
+def test_a_raw_matrix_whose_spec_does_not_fit_the_file_is_an_artifact_error(
+    tmp_path: Path,
+) -> None:
+    X = sp.random(10, 4, density=0.5, format="csr", random_state=4)
+    prov = Prov(10, {"mails": np.arange(10, dtype=np.uint64)})
+    save_matrix(tmp_path / "X", FeatureMatrix(X, prov, (), KeyResolver({})))
+    doc = json.loads((tmp_path / "X" / MANIFEST).read_text())
+    doc["content"]["X"]["arrays"]["data"][2] = 10**6  # more values than the file holds
+    (tmp_path / "X" / MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(ArtifactError, match="is not a readable sparse matrix"):
+        load_matrix(tmp_path / "X")
