@@ -585,6 +585,14 @@ class TrainingState:
         csr = sp.csr_matrix(X)
         if not csr.has_canonical_format:
             return None
+        if columns.size <= 8:  # a scaler's few columns: one pass over the indices per column
+            places = [np.flatnonzero(csr.indices == column) for column in columns.tolist()]
+            if any(at.size != csr.shape[0] for at in places):
+                return None  # some row holds an implicit zero there
+            data = csr.data if owned else csr.data.copy()
+            for at, r, c in zip(places, ratio.tolist(), shift.tolist(), strict=True):
+                data[at] = data[at] * r + c
+            return sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
         width = int(csr.shape[1])
         where = np.full(width, -1, dtype=np.intp)
         where[columns] = np.arange(columns.size)

@@ -266,6 +266,36 @@ class Unlearner(ABC):
         self._alive = np.arange(self._X_all.shape[0], dtype=np.intp)
         self._alive_mask = np.ones(self._X_all.shape[0], dtype=bool)
 
+    def compact_into(self, X: Matrix, *, rtol: float = 1e-9) -> bool:
+        """:meth:`compact`, then :meth:`adopt` ``X``, without copying the kept rows first when
+        ``X`` already holds them (the caller's matrix after the same removal, e.g. X_train):
+        a sample of its rows is checked against the kept rows as :meth:`adopt` checks. Returns
+        whether ``X`` was adopted."""
+        n_kept = int(self._alive.size)
+        if n_kept == self._X_all.shape[0] or tuple(X.shape) != (n_kept, self._X_all.shape[1]):
+            self.compact()
+            return self.adopt(X, rtol=rtol)
+        if not self._agrees(X, self._alive, rtol):
+            self.compact()
+            return self.adopt(X, rtol=rtol)
+        self._subset_rows(self._alive, X)
+        self._X_all = X
+        self._y_all = self._y_all[self._alive]
+        self._alive = np.arange(n_kept, dtype=np.intp)
+        self._alive_mask = np.ones(n_kept, dtype=bool)
+        return True
+
+    def _agrees(self, X: Matrix, stored_rows: IntArray, rtol: float) -> bool:
+        """Whether a sample of ``X``'s rows equals the stored rows ``stored_rows`` (row i of
+        ``X`` is stored row ``stored_rows[i]``) up to ``rtol`` of the largest value."""
+        n = int(X.shape[0])
+        if not n:
+            return True
+        rows = np.unique(np.linspace(0, n - 1, num=min(n, 64)).astype(np.intp))
+        mine, theirs = dense_rows(self._X_all, stored_rows[rows]), dense_rows(X, rows)
+        scale = max(1.0, float(np.max(np.abs(mine))) if mine.size else 1.0)
+        return bool(np.allclose(mine, theirs, rtol=0.0, atol=rtol * scale, equal_nan=True))
+
     def adopt(self, X: Matrix, *, rtol: float = 1e-9) -> bool:
         """Store ``X`` instead of the current training matrix when it holds the same rows and
         values up to rounding (e.g. the same data materialised by the caller, where this
@@ -274,13 +304,8 @@ class Unlearner(ABC):
         checks the shape and a sample of rows; returns whether it adopted ``X``."""
         if self._alive.size != self._X_all.shape[0] or tuple(X.shape) != tuple(self._X_all.shape):
             return False
-        n = int(X.shape[0])
-        if n:
-            rows = np.unique(np.linspace(0, n - 1, num=min(n, 64)).astype(np.intp))
-            mine, theirs = dense_rows(self._X_all, rows), dense_rows(X, rows)
-            scale = max(1.0, float(np.max(np.abs(mine))) if mine.size else 1.0)
-            if not np.allclose(mine, theirs, rtol=0.0, atol=rtol * scale, equal_nan=True):
-                return False
+        if not self._agrees(X, np.arange(X.shape[0], dtype=np.intp), rtol):
+            return False
         self._subset_rows(self._alive, X)
         self._X_all = X
         return True

@@ -483,10 +483,9 @@ class _Run(HoldoutSide):
                 state.features.X, state.features.prov, state.features.blocks, pruned
             )
         # the unlearner drops removed rows lazily (tombstones); the stored model must not keep
-        # the forgotten rows' features, so they go before it is committed
-        state.unlearner.compact()
-        # the model's matrix and X_train hold the same values: one object, pickled once
-        state.unlearner.adopt(state.features.X)
+        # the forgotten rows' features, so they go before it is committed. The model's matrix
+        # and X_train hold the same values: it takes X_train's (one object, stored once)
+        state.unlearner.compact_into(state.features.X)
         return state, updates, bool(updates)
 
     def training_labels(

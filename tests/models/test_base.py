@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -193,3 +195,40 @@ def test_adopt_shares_an_equal_matrix_and_refuses_others(sparse: bool) -> None:
     unlearner.forget([0])
     reference = unlearner.reference_fit()
     np.testing.assert_allclose(unlearner.model.coef_, reference.coef_, atol=1e-8)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_compact_into_takes_the_callers_kept_rows_without_copying_its_own(
+    sparse: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from lester_dagster.models import base
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(70, 5))
+    y = (X[:, 0] + rng.logistic(size=70) > 0).astype(int)
+    live = np.delete(X, [3, 9], axis=0)
+
+    def fitted() -> Any:
+        unlearner = fit_for_forgetting(LogisticRegression(), sp.csr_matrix(X) if sparse else X, y)
+        unlearner.forget([3, 9])
+        return unlearner
+
+    copies: list[int] = []
+    real = base.subset_rows
+    monkeypatch.setattr(base, "subset_rows", lambda M, rows: copies.append(1) or real(M, rows))
+    unlearner = fitted()
+    same = sp.csr_matrix(live) if sparse else live.copy()
+    assert unlearner.compact_into(same) is True and copies == []
+    assert unlearner._X_all is same and unlearner._objective.X is same
+    unlearner.forget([0])  # keeps forgetting correctly on the taken matrix
+    reference = unlearner.reference_fit()
+    np.testing.assert_allclose(unlearner.model.coef_, reference.coef_, atol=1e-8)
+    # a matrix that is not the kept rows is refused: compacted from its own rows instead
+    other = live.copy()
+    other[10, 1] += 1.0
+    unlearner = fitted()
+    assert unlearner.compact_into(sp.csr_matrix(other) if sparse else other) is False
+    assert copies == [1] and unlearner._X_all.shape == live.shape
+    assert np.array_equal(unlearner._X_all.toarray() if sparse else unlearner._X_all, live)
