@@ -20,14 +20,24 @@ matched row into an unmatched one). The fallback is recorded, never silent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-from lester_dagster.frame import Prov
-from lester_dagster.frame.plan import Aggregate, Distinct, Join, Node, Source
+from lester_dagster.frame import ColumnRef, Prov
+from lester_dagster.frame.expr import Expr
+from lester_dagster.frame.plan import (
+    Aggregate,
+    Distinct,
+    Filter,
+    Join,
+    Node,
+    Schema,
+    Sort,
+    Source,
+)
 from lester_dagster.frame.provenance import Ids, mix64
 
 __all__ = [
@@ -36,6 +46,7 @@ __all__ = [
     "positions_in",
     "reads_source",
     "row_identity",
+    "rows_decided_by",
     "rows_mentioning",
 ]
 
@@ -79,6 +90,51 @@ def deletion_rule(node: Node, source: str) -> tuple[DeletionRule, str]:
     if blockers:
         return "recompute", "; ".join(blockers)
     return "rows", f"every row derives from at most one record of {source!r}, kept or dropped"
+
+
+def _refs(schema: Schema, names: Iterable[str]) -> frozenset[ColumnRef]:
+    out: frozenset[ColumnRef] = frozenset()
+    for name in names:
+        out |= schema.lineage.get(name, frozenset())
+    return out
+
+
+def _deciding(node: Node) -> frozenset[ColumnRef]:
+    """The source columns an operator reads to decide which rows it produces, or their order."""
+    if isinstance(node, Filter):
+        predicate = node.predicate
+        names = predicate.columns() if isinstance(predicate, Expr) else predicate.inputs
+        return _refs(node.parent.schema, names)
+    if isinstance(node, Join):
+        return _refs(node.left.schema, node.left_on) | _refs(node.right.schema, node.right_on)
+    if isinstance(node, Sort):
+        return _refs(node.parent.schema, node.by)
+    if isinstance(node, Distinct):
+        schema = node.parent.schema
+        return _refs(schema, node.subset or schema.columns)
+    if isinstance(node, Aggregate):
+        schema = node.parent.schema
+        return _refs(schema, [*node.by, *(agg.column for agg in node.aggs)])
+    return frozenset()
+
+
+def rows_decided_by(node: Node, columns: Iterable[ColumnRef]) -> str | None:
+    """The first operator of the plan under ``node`` whose choice of rows (or their order)
+    reads one of the source ``columns`` (a filter predicate, a join key, a sort key, a
+    drop_duplicates subset, a group-by), described; None if there is none.
+
+    None means a value deletion of those columns changes only the values of the affected
+    records' rows: each keeps the records it joined, so re-executing the records with just
+    the partner records their rows mention gives the same rows as with the sources in full."""
+    deleted = frozenset(columns)
+    hit = sorted(f"{r.source}.{r.column}" for r in _deciding(node) & deleted)
+    if hit:
+        return f"{node.describe()} reads {', '.join(hit)}"
+    for child in node.children:
+        found = rows_decided_by(child, deleted)
+        if found is not None:
+            return found
+    return None
 
 
 def rows_mentioning(prov: Prov, ids: Mapping[str, Ids]) -> npt.NDArray[np.intp]:

@@ -40,10 +40,12 @@ import numpy.typing as npt
 from lester_dagster.errors import ArtifactNotFoundError, PlanError
 from lester_dagster.features.matrix import FeatureMatrix, Labels
 from lester_dagster.frame import ColumnRef, KeyResolver
+from lester_dagster.frame.provenance import Ids, sorted_unique
 from lester_dagster.ivm.frames import (
     deletion_rule,
     positions_in,
     row_identity,
+    rows_decided_by,
     rows_mentioning,
 )
 from lester_dagster.ivm.training import TrainingState, TrainingUpdate
@@ -237,12 +239,55 @@ class _Run(HoldoutSide):
         return recompute
 
     # -- 1. sources ----------------------------------------------------------------------------
-    def sources(self, whole: bool) -> dict[str, dict[Partition, FrameArtifact]]:
-        """The reached source partitions (every partition if ``whole``), updated."""
+    def value_scope(self) -> dict[str, Ids] | None:
+        """Per source, the key ids of the records re-executing a value deletion's rows reads:
+        the records with deleted values and the partner records their prepared rows joined
+        (from provenance). None when it needs every record of every source: a deleted column
+        decides which rows exist (a filter, join key, sort, ...: ``rows_decided_by``), or the
+        prepared rows are aggregates."""
+        value_ids = self.deletions.value_ids()
+        if not value_ids:
+            return {}
+        samples = {
+            name: self.io.load_empty(self.assets.key("source", name), p[0])
+            for name in self.pipeline.sources
+            if (p := stored_partitions(self.io, self.assets.key("source", name)))
+        }
+        plan = self.pipeline.prepare(**steps.source_frames(self.pipeline, samples))
+        deleted = [ColumnRef(s, c) for s, columns in self.deletions.values.items() for c in columns]
+        why = rows_decided_by(plan.node, deleted)
+        label = "value deletion: re-executed with"
+        if why is not None:
+            self.report.strategies[label] = f"every source record ({why})"
+            return None
+        found: dict[str, list[Ids]] = {s: [ids] for s, ids in value_ids.items()}
+        key = self.assets.key("prepared")
+        for partition in stored_partitions(self.io, key):
+            if partition not in self.reach[key]:
+                continue
+            prov = self.io.probe(key, partition).prov
+            if prov is None or not prov.single:
+                self.report.strategies[label] = "every source record (aggregated rows)"
+                return None
+            rows = rows_mentioning(prov, value_ids)
+            for source in prov.sources:
+                found.setdefault(source, []).append(prov.keys[source][rows])
+        self.report.strategies[label] = "the affected records and the records their rows joined"
+        return {s: sorted_unique(np.concatenate(parts)) for s, parts in found.items()}
+
+    def sources(self, scope: Mapping[str, Ids] | None) -> dict[str, dict[Partition, FrameArtifact]]:
+        """The reached source partitions, and those holding the ``scope`` records (None: every
+        partition), updated."""
         out: dict[str, dict[Partition, FrameArtifact]] = {}
         for name in self.pipeline.sources:
             key = self.assets.key("source", name)
-            wanted = [p for p in self.stored(key) if whole or p in self.reach[key]]
+            extra: set[Partition] = set()
+            if scope is not None and len(scope.get(name, ())):
+                holding = Deletions((), {name: scope[name]}, {})
+                extra = set(reached_partitions(self.io, self.assets, key, holding))
+            wanted = [
+                p for p in self.stored(key) if scope is None or p in self.reach[key] or p in extra
+            ]
             parts: dict[Partition, FrameArtifact] = {p: self.io.load(key, p) for p in wanted}
             for partition, art in parts.items():
                 started = time.perf_counter()
@@ -287,9 +332,8 @@ class _Run(HoldoutSide):
             whole = {name: concat_frames(list(p.values())) for name, p in sources.items()}
             return self.recompute_prepared(key, self.load_all(key), sources, whole)
         fresh = None
-        if self.deletions.value_ids():  # the sources were loaded whole for this
-            whole = {name: concat_frames(list(p.values())) for name, p in sources.items()}
-            fresh = self.fresh_rows(whole)
+        if self.deletions.value_ids():  # the sources were loaded for this (value_scope)
+            fresh = self.fresh_rows(self.joined_sources(sources))
         wanted = set(self.reach[key])
         split = self.pipeline.split.by
         owner: npt.NDArray[np.intp] | None = None
@@ -324,6 +368,19 @@ class _Run(HoldoutSide):
                     started=started, strategy="rows",
                 )  # fmt: skip
         return parts, changed
+
+    def joined_sources(
+        self, sources: Mapping[str, Mapping[Partition, FrameArtifact]]
+    ) -> dict[str, FrameArtifact]:
+        """Each source's loaded partitions as one frame (no rows where none was loaded)."""
+        out = {}
+        for name, parts in sources.items():
+            if parts:
+                out[name] = concat_frames(list(parts.values()))
+            else:
+                key = self.assets.key("source", name)
+                out[name] = self.io.load_empty(key, self.stored(key)[0])
+        return out
 
     def fresh_rows(self, sources: Mapping[str, FrameArtifact]) -> FrameArtifact | None:
         """The prepared rows of the records whose values were deleted, re-executed."""
@@ -507,7 +564,7 @@ class _Run(HoldoutSide):
     def run(self) -> ApplyReport:
         started = time.perf_counter()
         recompute = self.find_reach()
-        sources = self.sources(whole=recompute or bool(self.deletions.value_ids()))
+        sources = self.sources(None if recompute else self.value_scope())
         prepared, changed = self.prepared(sources, recompute)
         train_parts, _ = self.split(prepared, changed, "train")
         test_parts, test_changed = self.split(prepared, changed, "test")

@@ -26,12 +26,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lester_dagster.frame import Frame, Prov, Result, col, from_pandas
+from lester_dagster.frame import ColumnRef, Frame, Prov, Result, col, from_pandas
 from lester_dagster.ivm.frames import (
     deletion_rule,
     positions_in,
     reads_source,
     row_identity,
+    rows_decided_by,
     rows_mentioning,
 )
 
@@ -335,6 +336,96 @@ def test_the_checks_see_a_value_change() -> None:
     build = ROWS_PLANS["with_column"]
     assert rows_of(run(build, blanked(DATA, "a", [1], ["v"]))) != rows_of(run(build, DATA))
     assert rows_of(run(build, without(DATA, "a", [1]))) != rows_of(run(build, DATA))
+
+
+# -- value deletions of columns that decide no rows: the partners suffice ----------------------
+def partners_only(before: Data, data: Data, build: Build, source: str, keys: Sequence[Any]) -> Data:
+    """``data`` with ``source`` restricted to ``keys`` and every other source restricted to the
+    records the rows of those keys joined ``before`` the deletion (from their provenance)."""
+    old = run(build, before)
+    rows = rows_mentioning(old.prov, {source: key_ids(source, keys)})
+    out = restricted(data, source, keys)
+    for other in data:
+        if other == source:
+            continue
+        mentioned = set(old.prov.keys[other][rows].tolist()) if other in old.prov.sources else set()
+        every = from_pandas(data[other], name=other, key=KEYS[other]).execute()
+        ids = every.prov.keys[other]
+        out[other] = data[other][[int(i) in mentioned for i in ids]].reset_index(drop=True)
+    return out
+
+
+def _value_cases() -> list[tuple[str, str, str]]:
+    return [
+        (plan, source, column)
+        for plan, source in ROWS_CASES
+        for column in VALUE_COLUMNS[source]
+        if not _plan(plan)(frames_of(DATA)).node.schema.multi
+    ]
+
+
+@pytest.mark.parametrize(("plan", "source", "column"), _value_cases())
+def test_a_column_that_decides_no_rows_needs_only_the_partner_records(
+    plan: str, source: str, column: str
+) -> None:
+    """Where ``rows_decided_by`` finds no operator choosing rows by the deleted column,
+    re-executing the records with only the partners their rows joined gives exactly the rows
+    re-executing with the other sources in full gives; where it names one, it is one that
+    reads the column (and the partners may then not suffice)."""
+    build = _plan(plan)
+    node = build(frames_of(DATA)).node
+    why = rows_decided_by(node, [ColumnRef(source, column)])
+    for keys in DELETIONS[source][:3]:
+        ids = {source: key_ids(source, keys)}
+        blank = blanked(DATA, source, keys, [column])
+        full = run(build, restricted(blank, source, keys))
+        narrow = run(build, partners_only(DATA, blank, build, source, keys))
+        same = rows_of(full, rows_mentioning(full.prov, ids)) == rows_of(
+            narrow, rows_mentioning(narrow.prov, ids)
+        )
+        if why is None:
+            assert same, (plan, source, column, keys)
+    if why is not None:
+        assert f"{source}.{column}" in why
+
+
+def test_where_a_deleted_value_lets_a_row_in_the_partners_do_not_suffice() -> None:
+    """Guard for the test above: a record whose blanked value now passes a filter joins
+    records its old rows never mentioned; only re-executing with the sources in full finds
+    them, and ``rows_decided_by`` names the filter."""
+
+    def build(fs: Mapping[str, Frame]) -> Frame:
+        return fs["a"].filter(~(col("v") > 0)).join(fs["b"], on="g")
+
+    keys = [1]  # v = 0.5 > 0: filtered out, so it has no rows and no partners yet
+    ids = {"a": key_ids("a", keys)}
+    blank = blanked(DATA, "a", keys, ["v"])
+    full = run(build, restricted(blank, "a", keys))
+    narrow = run(build, partners_only(DATA, blank, build, "a", keys))
+    assert len(rows_mentioning(full.prov, ids)) == 2  # it now joins both b records of g=1
+    assert len(rows_mentioning(narrow.prov, ids)) == 0
+    assert "a.v" in str(rows_decided_by(build(frames_of(DATA)).node, [ColumnRef("a", "v")]))
+
+
+def test_operators_that_choose_rows_are_named_with_the_column_they_read() -> None:
+    fs = frames_of(DATA)
+    refs = [ColumnRef("a", "v")]
+    assert rows_decided_by(fs["a"].with_column("w", col("v") * 2).node, refs) is None
+    assert rows_decided_by(fs["a"].select("a_id", "v").node, refs) is None
+    found = rows_decided_by(fs["a"].filter(col("v") > 0).node, refs)
+    assert found is not None and found.startswith("Filter") and "a.v" in found
+    assert "Sort" in str(rows_decided_by(fs["a"].sort(["v"]).node, refs))
+    joined = fs["a"].join(fs["b"], on="g")
+    assert rows_decided_by(joined.node, [ColumnRef("a", "v")]) is None
+    assert "b.g" in str(rows_decided_by(joined.node, [ColumnRef("b", "g")]))
+    # a derived column carries the lineage of what it was computed from
+    derived = fs["a"].with_column("w", col("v") + 1).filter(col("w") > 0)
+    assert "a.v" in str(rows_decided_by(derived.node, refs))
+    grouped = fs["a"].group_by("g").agg(s=("v", "sum"))
+    assert "a.v" in str(rows_decided_by(grouped.node, refs))
+    assert "a.word" in str(
+        rows_decided_by(fs["a"].drop_duplicates().node, [ColumnRef("a", "word")])
+    )
 
 
 # -- ... and fails where the rule says "recompute" ---------------------------------------------

@@ -107,10 +107,10 @@ def materialise_all(
 
 
 def _setup(
-    data: Path, tmp: Path, partitions: int = 0
+    data: Path, tmp: Path, partitions: int = 0, prepare: Any = None
 ) -> tuple[LesterPipeline, LesterIOManager, Ledger]:
     base = make_pipeline(_copy_sources(data, tmp / "ivm_data"), CUSTOMERS)
-    pipeline = dataclasses.replace(base, partitions=partitions)
+    pipeline = dataclasses.replace(base, partitions=partitions, prepare=prepare or base.prepare)
     manager = materialise_all(pipeline, tmp / "ivm_store")
     ledger = Ledger(f"sqlite:///{tmp / 'ledger.db'}")
     return pipeline, manager, ledger
@@ -135,7 +135,9 @@ def _oracle(
     mails.loc[mails["mail_id"].isin(null_subjects), "subject"] = None
     customers.to_csv(out / "customers.csv", index=False)
     mails.to_csv(out / "mails.csv", index=False)
-    oracle = dataclasses.replace(make_pipeline(out, CUSTOMERS), partitions=pipeline.partitions)
+    oracle = dataclasses.replace(
+        make_pipeline(out, CUSTOMERS), partitions=pipeline.partitions, prepare=pipeline.prepare
+    )
     return materialise_all(oracle, tmp / "oracle_store")
 
 
@@ -178,6 +180,60 @@ def test_value_deletion_equals_recompute(data: Path, tmp_path: Path, partitions:
     request = ledger.submit(pipeline.name, "mails", mails, kind="value", columns=["subject"])
     report = _apply(pipeline, io, [request])
     assert report.commits
+    oracle = _oracle(pipeline, data, tmp_path, null_subjects=mails)
+    assert_equal_to_oracle(io, oracle)
+
+
+def _source_loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
+    """Every (asset, partition) LesterIOManager.load reads from now on, for the sources."""
+    seen: list[tuple[str, str | None]] = []
+    real = LesterIOManager.load
+
+    def load(self: LesterIOManager, key: dg.AssetKey, partition: str | None = None) -> Any:
+        if key.to_user_string() in ("customers", "mails"):
+            seen.append((key.to_user_string(), partition))
+        return real(self, key, partition)
+
+    monkeypatch.setattr(LesterIOManager, "load", load)
+    return seen
+
+
+def test_a_value_deletion_reads_only_its_records_and_their_partners(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subject feeds no filter or join: the rows keep their records, so re-executing them
+    needs only the partitions holding the mails and the customers they joined."""
+    pipeline, io, ledger = _setup(data, tmp_path, 4)
+    mails = _mails_with_subject(io, 2)
+    request = ledger.submit(pipeline.name, "mails", mails, kind="value", columns=["subject"])
+    loads = _source_loads(monkeypatch)
+    report = _apply(pipeline, io, [request])
+    assert report.strategies["value deletion: re-executed with"].startswith("the affected")
+    assert 0 < len(loads) < 2 * 4, loads  # not every partition of both sources
+    oracle = _oracle(pipeline, data, tmp_path, null_subjects=mails)
+    assert_equal_to_oracle(io, oracle)
+
+
+def _subject_filtered(**frames: Any) -> Any:
+    """The running example, keeping only rows with a subject word count of 0 or more (every
+    row, but a filter reading the subject)."""
+    from lester_dagster.examples.complaints import prepare_frames
+    from lester_dagster.frame import col
+
+    return prepare_frames(frames["customers"], frames["mails"]).filter(col("title_words") >= 0)
+
+
+def test_a_value_deletion_of_a_column_a_filter_reads_reads_every_record(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, io, ledger = _setup(data, tmp_path, 4, prepare=_subject_filtered)
+    mails = _mails_with_subject(io, 2)
+    request = ledger.submit(pipeline.name, "mails", mails, kind="value", columns=["subject"])
+    loads = _source_loads(monkeypatch)
+    report = _apply(pipeline, io, [request])
+    why = report.strategies["value deletion: re-executed with"]
+    assert why.startswith("every source record (Filter") and "mails.subject" in why
+    assert len(set(loads)) == 2 * 4  # every partition of both sources
     oracle = _oracle(pipeline, data, tmp_path, null_subjects=mails)
     assert_equal_to_oracle(io, oracle)
 
