@@ -43,6 +43,7 @@ from lester_dagster.orchestration.metadata import (
     model_metadata,
     update_strategies,
 )
+from lester_dagster.orchestration.nightly import nightly_condition
 from lester_dagster.orchestration.partitions import (
     Partitioning,
     plan_partitions,
@@ -136,6 +137,16 @@ class _Factory:
             )
             for step in pipeline.steps
         }
+        if pipeline.schedule and any(s.partitions_def is not None for s in self.specs.values()):
+            # a partitioned pipeline's nightly run is declarative automation
+            # (orchestration.nightly); a condition the translator set stays
+            nightly = nightly_condition(pipeline.schedule)
+            self.specs = {
+                step: spec
+                if spec.automation_condition is not None
+                else spec.replace_attributes(automation_condition=nightly)
+                for step, spec in self.specs.items()
+            }
         self.built = PipelineAssets(
             pipeline,
             {step: spec.key for step, spec in self.specs.items()},

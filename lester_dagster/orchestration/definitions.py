@@ -3,7 +3,9 @@
 * :func:`build_definitions`: one pipeline -> ``dagster.Definitions`` with its assets, asset
   checks, the job ``<name>_job`` (every asset, from the sources), the schedule
   ``<name>_nightly`` running that job on ``pipeline.schedule`` (a cron; created stopped, turn
-  it on in the UI), the IVM job ``<name>_apply_deletions`` with the sensor
+  it on in the UI; for a partitioned pipeline an automation sensor of that name instead, which
+  rematerialises every partition as one backfill: :mod:`lester_dagster.orchestration.nightly`),
+  the IVM job ``<name>_apply_deletions`` with the sensor
   ``<name>_deletion_sensor`` that launches it (:mod:`lester_dagster.orchestration.deletions`),
   ``forget_job`` (file a deletion request from the launchpad), and the IO manager and ledger
   resources.
@@ -31,6 +33,7 @@ from lester_dagster.orchestration.deletions import build_apply_job, build_deleti
 from lester_dagster.orchestration.discovery import pipeline_modules
 from lester_dagster.orchestration.forget_job import build_forget_job
 from lester_dagster.orchestration.io_manager import LesterIOManager
+from lester_dagster.orchestration.nightly import nightly_sensor
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.resources import LEDGER_KEY, LesterLedger
 from lester_dagster.orchestration.translator import LesterTranslator
@@ -164,7 +167,13 @@ def build_definitions(
         for key in extra
     ]
     schedules = []
-    if pipeline.schedule:
+    nightly: list[dg.SensorDefinition] = []
+    partitioned = any(built.partitions_def(key) is not None for key in main)
+    if pipeline.schedule and partitioned:  # one run cannot hold every partition: a backfill
+        nightly.append(
+            nightly_sensor(schedule_name(pipeline), main, pipeline.name, pipeline.schedule)
+        )
+    elif pipeline.schedule:
         schedules.append(
             dg.ScheduleDefinition(
                 name=schedule_name(pipeline),
@@ -188,7 +197,7 @@ def build_definitions(
             ),
         ],
         schedules=schedules,
-        sensors=[build_deletion_sensor(built, apply_job, io_manager_key)],
+        sensors=[build_deletion_sensor(built, apply_job, io_manager_key), *nightly],
         resources={
             io_manager_key: io_manager or LesterIOManager(),
             LEDGER_KEY: ledger or LesterLedger(),
