@@ -218,8 +218,8 @@ def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
         "Targets (issue 8, stated for 1M customers): one deletion <= 100 ms durably written and "
         ">= 200x faster than the recompute, the batch <= 300 ms, the Dagster path <= 5 s; "
         "memory: the peak RSS increase during the IVM call <= 1.5x the on-disk bytes of the "
-        "artifact versions it wrote (compressed parquet / npz / joblib, so in-memory they are "
-        "larger; the check is strict).",
+        "artifact versions it wrote (compressed parquet, raw CSR and pickle buffers, so in "
+        "memory they are larger; the check is strict).",
         "",
         "| customers | approach | request | time (min-max) | peak RSS MiB (+ during) "
         "| wrote MiB | + / wrote | target | memory |",
