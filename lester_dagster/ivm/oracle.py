@@ -23,7 +23,7 @@ from lester_dagster.features.matrix import encode_labels, fit_encode
 from lester_dagster.frame import Prov, Result
 from lester_dagster.ivm.frames import row_identity
 from lester_dagster.ivm.training import TrainingState
-from lester_dagster.models.base import max_abs_difference
+from lester_dagster.models.linalg import max_abs_difference
 
 __all__ = ["MODEL_RTOL", "OracleReport", "compare_with_recompute", "provenance_order"]
 

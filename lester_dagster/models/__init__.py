@@ -11,8 +11,9 @@ each estimator gets.
 
 from __future__ import annotations
 
-from lester_dagster.models.base import AffineColumns, Unlearner, UpdateOutcome
+from lester_dagster.models.base import Unlearner, UpdateOutcome
 from lester_dagster.models.dispatch import fit_for_forgetting, unlearner_for
+from lester_dagster.models.linalg import AffineColumns
 from lester_dagster.models.linear import LinearUnlearner
 from lester_dagster.models.logistic import LogisticUnlearner
 from lester_dagster.models.naive_bayes import DiscreteNBUnlearner, GaussianNBUnlearner

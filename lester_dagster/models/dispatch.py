@@ -50,7 +50,8 @@ from typing import Any
 
 import numpy.typing as npt
 
-from lester_dagster.models.base import Unlearner, as_training_data
+from lester_dagster.models.base import Unlearner
+from lester_dagster.models.linalg import as_training_data
 from lester_dagster.models.linear import LinearUnlearner
 from lester_dagster.models.logistic import LogisticUnlearner
 from lester_dagster.models.naive_bayes import DiscreteNBUnlearner, GaussianNBUnlearner

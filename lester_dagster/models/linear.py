@@ -67,14 +67,12 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from lester_dagster.errors import UnlearningError
-from lester_dagster.models.base import (
+from lester_dagster.models.base import StoredRows, Unlearner, UpdateOutcome
+from lester_dagster.models.linalg import (
     ColumnMap,
     FloatArray,
     IntArray,
     Matrix,
-    StoredRows,
-    Unlearner,
-    UpdateOutcome,
     add_product,
     dense_rows,
     low_rank_factors,

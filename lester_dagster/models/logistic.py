@@ -77,14 +77,12 @@ import numpy.typing as npt
 
 from lester_dagster.errors import UnlearningError, preview
 from lester_dagster.frame.provenance import sorted_unique
-from lester_dagster.models.base import (
+from lester_dagster.models.base import StoredRows, Unlearner, UpdateOutcome
+from lester_dagster.models.linalg import (
     ColumnMap,
     FloatArray,
     IntArray,
     Matrix,
-    StoredRows,
-    Unlearner,
-    UpdateOutcome,
     add_product,
     dense_rows,
     low_rank_factors,

@@ -41,14 +41,12 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from lester_dagster.errors import UnlearningError, preview
-from lester_dagster.models.base import (
+from lester_dagster.models.base import StoredRows, Unlearner, UpdateOutcome
+from lester_dagster.models.linalg import (
     ColumnMap,
     FloatArray,
     IntArray,
     Matrix,
-    StoredRows,
-    Unlearner,
-    UpdateOutcome,
     dense_rows,
     take_rows,
 )

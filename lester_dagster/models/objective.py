@@ -17,7 +17,7 @@ import numpy as np
 import scipy.linalg as la
 from scipy.special import expit, logsumexp
 
-from lester_dagster.models.base import (
+from lester_dagster.models.linalg import (
     FloatArray,
     IntArray,
     Matrix,

@@ -37,15 +37,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from lester_dagster.errors import UnlearningError
-from lester_dagster.models.base import (
-    ColumnMap,
-    FloatArray,
-    IntArray,
-    Matrix,
-    StoredRows,
-    Unlearner,
-    UpdateOutcome,
-)
+from lester_dagster.models.base import StoredRows, Unlearner, UpdateOutcome
+from lester_dagster.models.linalg import ColumnMap, FloatArray, IntArray, Matrix
 
 __all__ = ["NeighborsUnlearner", "RefitUnlearner", "fit_in_place"]
 

@@ -46,7 +46,7 @@ from lester_dagster.errors import ArtifactNotFoundError, PlanError
 from lester_dagster.features.matrix import encode_labels, fit_encode
 from lester_dagster.ivm.frames import row_identity
 from lester_dagster.ivm.oracle import MODEL_RTOL, X_TOLERANCE, OracleReport, provenance_order
-from lester_dagster.models.base import max_abs_difference
+from lester_dagster.models.linalg import max_abs_difference
 from lester_dagster.orchestration.assets import PipelineAssets, build_assets
 from lester_dagster.orchestration.io_manager import LesterIOManager
 from lester_dagster.orchestration.pipeline import LesterPipeline

@@ -1,4 +1,4 @@
-"""The shared machinery: row positions, errors, tombstones, compaction, helpers."""
+"""The shared machinery: row positions, errors, tombstones, compaction."""
 
 from __future__ import annotations
 
@@ -12,13 +12,6 @@ from sklearn.naive_bayes import MultinomialNB
 
 from lester_dagster.errors import DuplicateRowError, LesterError, RowPositionError, UnlearningError
 from lester_dagster.models import fit_for_forgetting
-from lester_dagster.models.base import (
-    add_product,
-    as_training_data,
-    max_abs_difference,
-    numeric_parameters,
-    weighted_gram,
-)
 
 
 def _ridge(n: int = 50, sparse: bool = False) -> tuple[object, np.ndarray, np.ndarray]:
@@ -116,59 +109,6 @@ def test_an_update_that_fails_leaves_the_rows_in_place() -> None:
         unlearner.forget([0, 3])
     assert unlearner.n_rows == 4 and np.array_equal(unlearner.y, y)
     assert unlearner.model.classes_.tolist() == [0, 1]
-
-
-def test_as_training_data_validates_shapes() -> None:
-    X, y = as_training_data(sp.coo_matrix(np.eye(3)), [1, 2, 3])
-    assert sp.isspmatrix_csr(X) and X.dtype == np.float64 and y.tolist() == [1, 2, 3]
-    with pytest.raises(ValueError, match="X must be 2-D"):
-        as_training_data(np.ones(3), [1, 2, 3])
-    with pytest.raises(ValueError, match=r"one entry per row of X \(3 rows\), got shape \(2,\)"):
-        as_training_data(np.ones((3, 2)), [1, 2])
-    with pytest.raises(ValueError, match="no rows"):
-        as_training_data(np.ones((0, 2)), [])
-
-
-@pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("intercept", [False, True])
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("shifted", [False, True])
-def test_weighted_gram_matches_the_definition(
-    sparse: bool, intercept: bool, weighted: bool, shifted: bool
-) -> None:
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(40, 5)) * (rng.random((40, 5)) < 0.5)
-    w = rng.random(40) if weighted else None
-    shift = rng.normal(size=5) if shifted else None
-    A = X - (shift if shifted else 0.0)
-    if intercept:
-        A = np.hstack([A, np.ones((40, 1))])
-    expected = A.T @ (A * (w if weighted else np.ones(40))[:, None])
-    got = weighted_gram(sp.csr_matrix(X) if sparse else X, w, intercept=intercept, shift=shift)
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    assert got.flags.c_contiguous
-
-
-def test_add_product_updates_in_place() -> None:
-    rng = np.random.default_rng(2)
-    target = rng.normal(size=(6, 6))
-    left, right = rng.normal(size=(6, 2)), rng.normal(size=(2, 6))
-    expected = target + 0.5 * left @ right
-    view = target
-    add_product(target, left, right, 0.5)
-    assert view is target
-    np.testing.assert_allclose(target, expected, rtol=1e-14)
-    with pytest.raises(ValueError, match="C-contiguous"):
-        add_product(np.asfortranarray(target), left, right, 1.0)
-
-
-def test_parameter_helpers() -> None:
-    model = Ridge().fit(np.eye(3), [1.0, 2.0, 3.0])
-    params = numeric_parameters(model)
-    assert set(params) == {"coef_", "intercept_"}  # plain ints (n_features_in_) are metadata
-    assert max_abs_difference(params, params) == 0.0
-    assert max_abs_difference({"a": np.ones(2)}, {"a": np.ones(3)}) == float("inf")
-    assert np.isnan(max_abs_difference({"a": np.ones(2)}, {"b": np.ones(2)}))
 
 
 @pytest.mark.parametrize("sparse", [False, True])

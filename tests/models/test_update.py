@@ -24,7 +24,7 @@ from lester_dagster.models import (
     Unlearner,
     fit_for_forgetting,
 )
-from lester_dagster.models.base import (
+from lester_dagster.models.linalg import (
     AffineColumns,
     dense_rows,
     product,
