@@ -124,9 +124,15 @@ def _num(value: str) -> Any:
     return value
 
 
+TEXT = frozenset({"approach", "request", "target", "date", "machine", "code"})
+"""Columns read back as text: a commit id like ``543e317`` would otherwise parse as a float."""
+
+
 def read_csv(path: Path) -> list[dict[str, Any]]:
     with open(path, newline="") as fh:
-        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [
+            {k: v if k in TEXT else _num(v) for k, v in row.items()} for row in csv.DictReader(fh)
+        ]
 
 
 def _ms(seconds: Any) -> str:

@@ -247,3 +247,15 @@ def test_dataclass_config_is_frozen() -> None:
     assert config.stem == "figure4_quick"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.repeat = 2  # type: ignore[misc]
+
+
+def test_a_commit_id_that_looks_like_a_number_is_read_back_as_text(tmp_path: Path) -> None:
+    """543e317 (a real commit id) parses as a float overflowing to inf; text columns stay text."""
+    from lester_dagster.bench.report import read_csv
+
+    path = tmp_path / "figure4.csv"
+    path.write_text("customers,code,date,median_s,met\n400,543e317,2026-11-25,0.5,True\n")
+    (row,) = read_csv(path)
+    assert row == {
+        "customers": 400, "code": "543e317", "date": "2026-11-25", "median_s": 0.5, "met": True
+    }  # fmt: skip
