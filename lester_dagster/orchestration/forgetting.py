@@ -40,6 +40,7 @@ import numpy.typing as npt
 from lester_dagster.errors import ArtifactNotFoundError, PlanError
 from lester_dagster.features.matrix import FeatureMatrix, Labels
 from lester_dagster.frame import ColumnRef, KeyResolver
+from lester_dagster.frame.plan import Node
 from lester_dagster.frame.provenance import Ids, sorted_unique
 from lester_dagster.ivm.frames import (
     deletion_rule,
@@ -70,6 +71,7 @@ from lester_dagster.orchestration.reach import (
     needs_recompute,
     reached_partitions,
     stored_partitions,
+    stored_plan,
 )
 from lester_dagster.orchestration.reexecute import reexecute_all
 from lester_dagster.store import collect_garbage
@@ -166,6 +168,8 @@ class _Run(HoldoutSide):
         self.fault_after = int(fault) if fault else None
         self.reach: dict[dg.AssetKey, set[Partition]] = {}
         self.rows_before: dict[Partition, int] = {}
+        self._plan: Node | None = None
+        self._plan_built = False
 
     # -- storage -------------------------------------------------------------------------------
     def load_all(self, key: dg.AssetKey) -> dict[Partition, Any]:
@@ -248,14 +252,11 @@ class _Run(HoldoutSide):
         value_ids = self.deletions.value_ids()
         if not value_ids:
             return {}
-        samples = {
-            name: self.io.load_empty(self.assets.key("source", name), p[0])
-            for name in self.pipeline.sources
-            if (p := stored_partitions(self.io, self.assets.key("source", name)))
-        }
-        plan = self.pipeline.prepare(**steps.source_frames(self.pipeline, samples))
+        plan = self.plan()
+        if plan is None:
+            return None  # a source was never materialised: loading the sources says so
         deleted = [ColumnRef(s, c) for s, columns in self.deletions.values.items() for c in columns]
-        why = rows_decided_by(plan.node, deleted)
+        why = rows_decided_by(plan, deleted)
         label = "value deletion: re-executed with"
         if why is not None:
             self.report.strategies[label] = f"every source record ({why})"
@@ -307,16 +308,19 @@ class _Run(HoldoutSide):
         return out
 
     # -- 2. prepared rows ----------------------------------------------------------------------
+    def plan(self) -> Node | None:
+        """The preparation plan on the sources' stored schemas (built once per run)."""
+        if not self._plan_built:
+            self._plan, self._plan_built = stored_plan(self.pipeline, self.assets, self.io), True
+        return self._plan
+
     def record_rules(self, key: dg.AssetKey) -> None:
-        samples = {
-            name: self.io.load_empty(self.assets.key("source", name), p[0])
-            for name in self.pipeline.sources
-            if (p := stored_partitions(self.io, self.assets.key("source", name)))
-        }
-        plan = self.pipeline.prepare(**steps.source_frames(self.pipeline, samples))
+        plan = self.plan()
+        if plan is None:
+            return  # a source was never materialised (the run stops on it before this)
         touched = set(self.deletions.instance) | set(self.deletions.values)
         for source in sorted(touched):
-            rule, why = deletion_rule(plan.node, source)
+            rule, why = deletion_rule(plan, source)
             self.report.strategies[f"{key.to_user_string()} <- {source}"] = rule
             if rule == "recompute":
                 self.report.fallbacks.append(f"{key.to_user_string()}: recompute ({why})")

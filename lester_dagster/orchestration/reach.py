@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lester_dagster.errors import PlanError
+from lester_dagster.frame.plan import Node
 from lester_dagster.frame.provenance import Ids, member_mask
 from lester_dagster.frame.result import hash_key_values
 from lester_dagster.ivm.frames import deletion_rule, rows_mentioning
@@ -40,6 +41,7 @@ __all__ = [
     "needs_recompute",
     "reached_partitions",
     "stored_partitions",
+    "stored_plan",
 ]
 
 Partition = str | None
@@ -206,15 +208,26 @@ def needs_recompute(
     touched = set(deletions.instance) | set(deletions.values)
     if not touched:
         return False
+    plan = stored_plan(pipeline, assets, io)
+    if plan is None:
+        return False  # a source never materialised: nothing downstream to recompute
+    return any(deletion_rule(plan, s)[0] == "recompute" for s in sorted(touched))
+
+
+def stored_plan(
+    pipeline: LesterPipeline, assets: PipelineAssets, io: LesterIOManager
+) -> Node | None:
+    """The preparation plan built on the sources' stored schemas (no rows read); None if a
+    source was never materialised."""
     samples: dict[str, FrameArtifact] = {}
     for name in pipeline.sources:
         key = assets.key("source", name)
         stored = stored_partitions(io, key)
         if not stored:
-            return False  # a source never materialised: nothing downstream to recompute
+            return None
         samples[name] = io.load_empty(key, stored[0])
-    plan = pipeline.prepare(**steps.source_frames(pipeline, samples))
-    return any(deletion_rule(plan.node, s)[0] == "recompute" for s in sorted(touched))
+    node: Node = pipeline.prepare(**steps.source_frames(pipeline, samples)).node
+    return node
 
 
 def affected_targets(
