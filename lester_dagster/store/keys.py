@@ -15,11 +15,8 @@ missing from a referenced index is simply not in this artifact (dropped unless `
 
 from __future__ import annotations
 
-import weakref
-import zlib
-from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +27,7 @@ from lester_dagster.errors import ArtifactError, UnstorableError
 from lester_dagster.frame import KeyResolver, Prov
 from lester_dagster.frame.engine import SourceTable
 from lester_dagster.frame.provenance import member_mask, sorted_unique
+from lester_dagster.store.links import IdentityMemo
 from lester_dagster.store.tables import table_of_frame
 
 __all__ = [
@@ -86,24 +84,18 @@ def key_indexes_to_store(
     return out
 
 
-_recent: OrderedDict[int, tuple[weakref.ref[Any], int, npt.NDArray[np.uint64]]] = OrderedDict()
+_mentioned_ids: IdentityMemo[npt.NDArray[np.uint64]] = IdentityMemo()
 
 
 def _mentioned(ids: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """The distinct key ids of a provenance column, remembered for the same, unchanged array
     (X and y of the same rows are stored one after the other: one sort, not two)."""
-    crc = zlib.crc32(np.ascontiguousarray(ids).data.cast("B"))
-    hit = _recent.get(id(ids))
-    if hit is not None and hit[0]() is ids and hit[1] == crc:
-        return hit[2]
+    hit = _mentioned_ids.get(ids)
+    if hit is not None:
+        return hit
     out: npt.NDArray[np.uint64] = sorted_unique(ids)
     out.flags.writeable = False  # shared by later calls
-    try:
-        _recent[id(ids)] = (weakref.ref(ids), crc, out)
-    except TypeError:  # pragma: no cover - numpy arrays support weak references
-        return out
-    while len(_recent) > 8:
-        _recent.popitem(last=False)
+    _mentioned_ids.put(ids, out)
     return out
 
 

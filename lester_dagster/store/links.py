@@ -23,7 +23,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,22 +31,55 @@ import scipy.sparse as sp
 
 from lester_dagster.frame import Prov
 
-__all__ = ["fingerprint", "forget_all", "link", "remember"]
+__all__ = ["IdentityMemo", "fingerprint", "forget_all", "link", "remember"]
 
-_LIMIT = 8
-"""Entries kept (the most recent): a run links a file right after writing it."""
+T = TypeVar("T")
+
+
+class IdentityMemo(Generic[T]):
+    """Values remembered for objects by identity, valid while the object lives and holds the
+    same content (its :func:`fingerprint`); only the ``limit`` most recent are kept. Objects
+    without a fingerprint are never remembered."""
+
+    def __init__(self, limit: int = 8) -> None:
+        self.limit = limit
+        self._items: OrderedDict[int, tuple[weakref.ref[Any], str, T]] = OrderedDict()
+
+    def get(self, obj: Any) -> T | None:
+        item = self._items.get(id(obj))
+        if item is None or item[0]() is not obj:
+            return None
+        if fingerprint(obj) != item[1]:  # changed in place since
+            self._items.pop(id(obj), None)
+            return None
+        return item[2]
+
+    def put(self, obj: Any, value: T) -> None:
+        mark = fingerprint(obj)
+        if mark is None:
+            return
+        try:
+            ref = weakref.ref(obj)
+        except TypeError:  # pragma: no cover - arrays, matrices and frames take weak references
+            return
+        self._items.pop(id(obj), None)
+        self._items[id(obj)] = (ref, mark, value)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 @dataclass(frozen=True)
-class _Entry:
-    ref: weakref.ref[Any]
-    file: Path
+class _File:
+    path: Path
     sha256: str
     size: int
-    fingerprint: str
 
 
-_entries: OrderedDict[int, _Entry] = OrderedDict()
+_files: IdentityMemo[_File] = IdentityMemo()
+"""The file each recent object was written to (a run links a file right after writing it)."""
 
 
 def _parts(value: Any) -> tuple[str, list[np.ndarray]] | None:
@@ -92,32 +125,19 @@ def fingerprint(value: Any) -> str | None:
 
 def remember(value: Any, file: Path, sha256: str, size: int) -> None:
     """Note that local ``file`` (just written, with this checksum and size) holds ``value``."""
-    mark = fingerprint(value)
-    if mark is None:
-        return
-    try:
-        ref = weakref.ref(value)
-    except TypeError:  # pragma: no cover - arrays and sparse matrices support weak references
-        return
-    _entries.pop(id(value), None)
-    _entries[id(value)] = _Entry(ref, Path(file), sha256, size, mark)
-    while len(_entries) > _LIMIT:
-        _entries.popitem(last=False)
+    _files.put(value, _File(Path(file), sha256, size))
 
 
 def link(value: Any, target: Path) -> tuple[str, int] | None:
     """Hard-link the remembered file of ``value`` to local ``target``; returns its (sha256,
     size), or None when there is nothing valid to link (the caller then writes the file)."""
-    entry = _entries.get(id(value))
-    if entry is None or entry.ref() is not value:
-        return None
-    if fingerprint(value) != entry.fingerprint:  # changed in place since it was written
-        _entries.pop(id(value), None)
+    entry = _files.get(value)  # None also when changed in place since it was written
+    if entry is None:
         return None
     try:
-        if entry.file.stat().st_size != entry.size:
+        if entry.path.stat().st_size != entry.size:
             return None
-        os.link(entry.file, target)
+        os.link(entry.path, target)
     except OSError:  # collected meanwhile, another filesystem, no hard links here
         return None
     return entry.sha256, entry.size
@@ -125,4 +145,4 @@ def link(value: Any, target: Path) -> tuple[str, int] | None:
 
 def forget_all() -> None:
     """Drop every entry (tests; a process that wants every file written anew)."""
-    _entries.clear()
+    _files.clear()

@@ -1,10 +1,10 @@
 """The file of one matrix (X, or a matrix a stored object keeps apart) and its manifest spec.
 
 * CSR / CSC sparse matrices: ``.bin``, the raw ``data``, ``indices`` and ``indptr`` buffers one
-  after the other at offsets aligned to 64 bytes, with offsets, dtypes and lengths in the spec
-  (``"encoding": "raw"``). Written and read at file speed: no zip container with its own CRC
-  pass and copies (the store's sha256 already guards the file), and loaded as views into one
-  writable buffer.
+  after the other at aligned offsets (as pickled objects' buffers: ``store.pickling``), with
+  offsets, dtypes and lengths in the spec (``"encoding": "raw"``). Written and read at file
+  speed: no zip container with its own CRC pass and copies (the store's sha256 already guards
+  the file), and loaded as views into one writable buffer.
 * Other sparse formats, and any sparse matrix when compressed: scipy's ``.npz``.
 * Dense 2-d numeric arrays: numpy's ``.npy``.
 
@@ -22,23 +22,12 @@ import scipy.sparse as sp
 
 from lester_dagster.errors import ArtifactError, UnstorableError
 from lester_dagster.store.manifest import HashingWriter
+from lester_dagster.store.pickling import aligned_offsets, write_aligned
 
-__all__ = ["ALIGN", "Dump", "matrix_file", "read_matrix"]
+__all__ = ["Dump", "matrix_file", "read_matrix"]
 
-ALIGN = 64
 Dump = Callable[[HashingWriter], None]
-
-
-def _raw_layout(X: Any) -> dict[str, list[Any]]:
-    """Per buffer of a CSR/CSC matrix: [offset, dtype, count], aligned offsets."""
-    out: dict[str, list[Any]] = {}
-    offset = 0
-    for name in ("data", "indices", "indptr"):
-        array = getattr(X, name)
-        offset += -offset % ALIGN
-        out[name] = [offset, array.dtype.str, int(array.size)]
-        offset += array.nbytes
-    return out
+_ARRAYS = ("data", "indices", "indptr")
 
 
 def matrix_file(X: Any, compress: bool = False) -> tuple[dict[str, Any], str, Dump]:
@@ -57,16 +46,15 @@ def matrix_file(X: Any, compress: bool = False) -> tuple[dict[str, Any], str, Du
                 sp.save_npz(w, X, compressed=compress)
 
             return spec, ".npz", dump_npz
-        layout = _raw_layout(X)
+        arrays = [np.ascontiguousarray(getattr(X, name)) for name in _ARRAYS]
+        offsets = aligned_offsets(array.nbytes for array in arrays)
+        layout = {
+            name: [offset, array.dtype.str, int(array.size)]
+            for name, array, offset in zip(_ARRAYS, arrays, offsets, strict=True)
+        }
 
         def dump_raw(w: HashingWriter) -> None:
-            written = 0
-            for name, (offset, _, _) in layout.items():
-                if offset > written:
-                    w.write(b"\0" * (offset - written))
-                array = np.ascontiguousarray(getattr(X, name))
-                w.write(array.data.cast("B"))
-                written = offset + array.nbytes
+            write_aligned(w, [array.data.cast("B") for array in arrays])
 
         return {**spec, "encoding": "raw", "arrays": layout}, ".bin", dump_raw
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
@@ -91,7 +79,7 @@ def matrix_file(X: Any, compress: bool = False) -> tuple[dict[str, Any], str, Du
 def _read_raw(spec: Mapping[str, Any], raw: bytes | bytearray) -> Any:
     blob = raw if isinstance(raw, bytearray) else bytearray(raw)  # writable, as it was saved
     arrays = {}
-    for name in ("data", "indices", "indptr"):
+    for name in _ARRAYS:
         offset, dtype, count = spec["arrays"][name]
         arrays[name] = np.frombuffer(blob, dtype=np.dtype(dtype), count=int(count), offset=offset)
     kind = sp.csr_matrix if spec["format"] == "csr" else sp.csc_matrix

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Protocol
 
-__all__ = ["ALIGN", "Spans", "Writer", "dump", "load"]
+__all__ = ["ALIGN", "Spans", "Writer", "aligned_offsets", "dump", "load", "write_aligned"]
 
 ALIGN = 64
 """Buffer offsets are multiples of this (numpy needs at most 16; cache lines are 64)."""
@@ -81,21 +81,36 @@ def dump(
     TypeError/AttributeError) for what cannot be pickled."""
     collected: list[pickle.PickleBuffer] = []
     _Pickler(stream, collected.append, external or {}).dump(value)
-    spans: Spans = []
-    offset = 0
+    views = []
     for buffer in collected:
         try:
-            view = buffer.raw()
+            views.append(buffer.raw())
         except BufferError:  # not contiguous: the pickler keeps such a buffer in-band instead
-            view = memoryview(bytes(buffer))  # pragma: no cover - defensive
-        pad = -offset % ALIGN
-        if pad:
-            buffers.write(b"\0" * pad)
-            offset += pad
-        buffers.write(view)
-        spans.append([offset, view.nbytes])
-        offset += view.nbytes
-    return spans
+            views.append(memoryview(bytes(buffer)))  # pragma: no cover - defensive
+    return write_aligned(buffers, views)
+
+
+def aligned_offsets(sizes: Iterable[int]) -> list[int]:
+    """Where buffers of these sizes go one after the other, each at a multiple of ALIGN."""
+    offsets: list[int] = []
+    offset = 0
+    for size in sizes:
+        offset += -offset % ALIGN
+        offsets.append(offset)
+        offset += size
+    return offsets
+
+
+def write_aligned(out: Writer, views: Sequence[memoryview]) -> Spans:
+    """Write byte ``views`` at :func:`aligned_offsets` (zero padding between); their spans."""
+    offsets = aligned_offsets(view.nbytes for view in views)
+    written = 0
+    for view, offset in zip(views, offsets, strict=True):
+        if offset > written:
+            out.write(b"\0" * (offset - written))
+        out.write(view)
+        written = offset + view.nbytes
+    return [[offset, view.nbytes] for offset, view in zip(offsets, views, strict=True)]
 
 
 def load(
