@@ -38,6 +38,7 @@ from upath import UPath
 
 from lester_dagster.errors import ArtifactError
 from lester_dagster.features.matrix import FeatureMatrix
+from lester_dagster.frame import KeyResolver
 from lester_dagster.ivm.training import TrainingState
 from lester_dagster.orchestration.artifacts import (
     FrameArtifact,
@@ -152,15 +153,20 @@ class LesterIOManager(dg.ConfigurableIOManager):
         if isinstance(value, FeatureMatrix):
             return save_matrix(path, value, sources=key_indexes_of(value), metadata=meta)
         if isinstance(value, TrainingState):
-            # X is stored as a matrix file of its own: the X_train just stored from the same
-            # object is hard-linked instead of written twice
+            # X, the training rows and the key indexes are stored in row segments of their own:
+            # those X_train (and y_train) just stored with the same content are hard-linked
+            shared: dict[str, Any] = {"X": value.X, "frame": value.frame}
+            resolve = value.features.resolve
+            if isinstance(resolve, KeyResolver):
+                shared.update({f"keys{i}": k for i, k in enumerate(resolve.indexes.values())})
             return save_object(
                 path,
                 value,
                 metadata=meta,
                 rows=int(value.X.shape[0]),
                 sources=value.prov.sources,
-                shared={"X": value.X},
+                shared=shared,
+                row_prov=value.features.prov,
             )
         return save_object(path, value, metadata=meta)
 

@@ -36,14 +36,23 @@ from typing import Any, TypeAlias
 
 import joblib
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import scipy.sparse as sp
 
 from lester_dagster.errors import ArtifactError, UnstorableError
 from lester_dagster.features.matrix import Block, FeatureMatrix, Labels
 from lester_dagster.frame import ColumnRef, Prov, Result
-from lester_dagster.store import links, pickling
-from lester_dagster.store.atomic import StorePath, Version, is_local, new_version, read_pointer
+from lester_dagster.store import links, pickling, segmented, segments
+from lester_dagster.store.atomic import (
+    StorePath,
+    Version,
+    as_path,
+    is_local,
+    new_version,
+    read_pointer,
+)
 from lester_dagster.store.keys import (
     KeyIndexMode,
     KeyResolver,
@@ -136,12 +145,69 @@ Stored: TypeAlias = StoredFrame | StoredLabels | StoredMatrix | StoredObject
 
 
 # -- writing -------------------------------------------------------------------------------------
+def _previous_segments(path: StorePath) -> dict[str, segments.Known]:
+    """The segment files of the committed version at local ``path``, by fingerprint."""
+    base = as_path(path)
+    if not is_local(base):
+        return {}
+    doc = read_pointer(base)
+    if doc is None:
+        return {}
+    root = Path(base.path)
+    out = {}
+    for entry in (doc.get("files") or {}).values():
+        found = segments.ADDRESSED.search(str(entry.get("path", "")))
+        if found:
+            out[found.group(1)] = segments.Known(
+                root / entry["path"], str(entry["sha256"]), int(entry["bytes"])
+            )
+    return out
+
+
+def _remember(fingerprint: str, path: Path, entry: FileEntry) -> None:
+    """Note in the process's catalogue that ``path`` holds the segment ``fingerprint`` (just
+    written, linked or checked)."""
+    known = segments.Known.checked(path, entry.sha256, entry.bytes)
+    if known is not None:
+        segments.CATALOGUE.put(fingerprint, known)
+
+
 class _Files:
     """Writes the files of one version, recording their checksums for the manifest."""
 
-    def __init__(self, version: Version) -> None:
+    def __init__(self, version: Version, previous: Mapping[str, segments.Known] | None = None):
         self.version = version
         self.entries: dict[str, FileEntry] = {}
+        self.previous = previous or {}
+        self._addressed: dict[str, FileEntry] = {}  # segment file name -> its entry
+
+    def segments(self, prefix: str, rows: segments.Rows, ends: Any) -> dict[str, Any]:
+        """``rows`` in row segments ending at ``ends`` (:mod:`lester_dagster.store.segments`):
+        a segment whose file exists already (the previous version, or a file this process
+        just wrote with the same content) is hard-linked, the others written."""
+        encoded = segments.encode(rows, ends)
+        directory = self.version.directory
+        local = Path(directory.path) if is_local(directory) else None
+        names = []
+        for i, segment in enumerate(encoded):
+            name = f"{prefix}.{i:05d}"
+            filename = f"{prefix}-{segment.fingerprint}.bin"
+            names.append(name)
+            if filename in self._addressed:  # the same content twice in this artifact
+                self.entries[name] = self._addressed[filename]
+                continue
+            fingerprint = segment.fingerprint
+            known = segments.CATALOGUE.get(fingerprint) or self.previous.get(fingerprint)
+            target = local / filename if local is not None else None
+            if known is not None and target is not None and known.link(target, fingerprint):
+                relative = self.version.relative(filename)
+                self.entries[name] = FileEntry(relative, known.sha256, known.size)
+            else:
+                self.write(name, filename, segment.write)
+            entry = self._addressed[filename] = self.entries[name]
+            if target is not None:
+                _remember(fingerprint, target, entry)
+        return segments.spec(rows, encoded, names)
 
     def write(self, name: str, filename: str, dump: Callable[[HashingWriter], None]) -> None:
         with self.version.open(filename) as raw:
@@ -191,8 +257,9 @@ def _save(
     write: Callable[[_Files], dict[str, Any]],
 ) -> Manifest:
     meta = _metadata(metadata)
+    previous = _previous_segments(path)
     with new_version(path) as version:
-        files = _Files(version)
+        files = _Files(version, previous)
         content = write(files)
         manifest = Manifest(
             kind=kind,
@@ -233,12 +300,21 @@ def _write_prov(
     return prov_summary(prov)
 
 
-def _write_keys(files: _Files, indexes: Mapping[str, pd.DataFrame]) -> dict[str, str]:
-    """One Parquet file per key index (hard-linked where another artifact just wrote the same
-    index, as y after X)."""
-    names = {}
+def _write_keys(files: _Files, indexes: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Per key index, row segments cut by key id (X, y and the model state of the same rows
+    share them, and a deletion rewrites the segments holding its keys), or a Parquet file
+    (hard-linked where another artifact just wrote the same index) when its columns are not
+    plain numbers or text."""
+    names: dict[str, Any] = {}
     for i, (source, index) in enumerate(indexes.items()):
-        name = names[source] = f"keys-{i}"
+        name = f"keys-{i}"
+        stored = segmented.frame_rows(index) if index.index.dtype == np.uint64 else None
+        if stored is not None:
+            rows, described = stored
+            ends = segmented.key_ends(index.index.to_numpy())
+            names[source] = segmented.frame_segments(files, name, rows, described, ends)
+            continue
+        names[source] = name
 
         def dump(w: HashingWriter, index: pd.DataFrame = index) -> None:
             write_parquet(key_index_table(index), w)
@@ -254,6 +330,13 @@ def _refs(refs: Iterable[ColumnRef]) -> list[list[str]]:
 # -- reading -------------------------------------------------------------------------------------
 def _read(path: StorePath, kind: str, verify: bool) -> tuple[Manifest, dict[str, bytes]]:
     manifest, data = read_files(path, verify=verify)
+    base = as_path(path)
+    if verify and is_local(base):  # checked segment files: the next versions may link them
+        root = Path(base.path)
+        for entry in manifest.files.values():
+            found = segments.ADDRESSED.search(entry.path)
+            if found:
+                _remember(found.group(1), root / entry.path, entry)
     if manifest.kind != kind:
         raise ArtifactError(
             f"the artifact at {path} is a {manifest.kind!r}, not a {kind!r}; load it with "
@@ -265,6 +348,9 @@ def _read(path: StorePath, kind: str, verify: bool) -> tuple[Manifest, dict[str,
 def _prov(manifest: Manifest, data: Mapping[str, bytes], single_keys: Mapping[str, Any]) -> Prov:
     rows = int(manifest.rows or 0)
     multi = manifest.content["prov"]["layout"] == "multi"
+    if "segments" in manifest.content["prov"]:
+        arrays, _ = segments.read(manifest.content["prov"]["segments"], data, manifest.version)
+        return prov_of_columns(rows, arrays, manifest.sources)
     if "prov" in data:
         table = read_parquet(data["prov"], f"{manifest.files['prov'].path}")
         return prov_of_table(table, rows, manifest.sources, multi=multi)
@@ -273,10 +359,24 @@ def _prov(manifest: Manifest, data: Mapping[str, bytes], single_keys: Mapping[st
 
 def _key_indexes(manifest: Manifest, data: Mapping[str, bytes]) -> dict[str, pd.DataFrame]:
     out = {}
-    for source, name in manifest.content.get("key_indexes", {}).items():
-        where = manifest.files[name].path
-        out[source] = key_index_of_table(read_parquet(data[name], where), where)
+    for source, stored in manifest.content.get("key_indexes", {}).items():
+        if isinstance(stored, Mapping):  # row segments
+            out[source] = segmented.read_frame(stored, data, f"{manifest.version} keys")
+            continue
+        where = manifest.files[stored].path
+        out[source] = key_index_of_table(read_parquet(data[stored], where), where)
     return out
+
+
+def _key_files(manifest: Manifest) -> list[str]:
+    """The files holding the key indexes of ``manifest``."""
+    names: list[str] = []
+    for stored in manifest.content.get("key_indexes", {}).values():
+        if isinstance(stored, Mapping):
+            names += [s["file"] for s in stored["segments"]]
+        else:
+            names.append(stored)
+    return names
 
 
 def _check_length(manifest: Manifest, got: int, path: StorePath) -> None:
@@ -362,11 +462,19 @@ def save_labels(
             f"y cannot be stored as Parquet ({exc}); give it one type, e.g. y.astype(int)"
         ) from exc
     indexes = key_indexes_to_store(labels.prov, sources, key_index)
+    in_segments = segmented.segmentable(labels.prov) and y.dtype.kind in "biuf"
 
     def write(files: _Files) -> dict[str, Any]:
-        # provenance in its own file: X of the same rows wrote the same one (linked, not copied)
-        summary = _write_prov(files, table, labels.prov, apart=True)
+        # provenance apart from y: X of the same rows wrote the same files (linked, not copied)
+        stored: dict[str, Any] = {}
+        if in_segments:
+            ends = segmented.ends_of(labels.prov)
+            stored["values"] = files.segments("y", segments.Rows(len(y), {"y": y}), ends)
+            summary = segmented.prov_segments(files, labels.prov, ends)
+        else:
+            summary = _write_prov(files, table, labels.prov, apart=True)
         return {
+            **stored,
             "dtype": y.dtype.str,
             "inputs": list(labels.inputs),
             "lineage": _refs(labels.lineage),
@@ -380,8 +488,15 @@ def save_labels(
 def load_labels(path: StorePath, *, verify: bool = True) -> StoredLabels:
     """Load y stored by :func:`save_labels`, with its original numpy dtype."""
     manifest, data = _read(path, "labels", verify)
-    table, single_keys = split_prov_columns(read_parquet(data["data"], manifest.files["data"].path))
-    y = np.asarray(table.column("y").to_numpy(zero_copy_only=False))
+    single_keys: dict[str, Any] = {}
+    if "values" in manifest.content:
+        arrays, _ = segments.read(manifest.content["values"], data, str(path))
+        y = arrays["y"]
+    else:
+        table, single_keys = split_prov_columns(
+            read_parquet(data["data"], manifest.files["data"].path)
+        )
+        y = np.asarray(table.column("y").to_numpy(zero_copy_only=False))
     expected = np.dtype(manifest.content["dtype"])
     if y.dtype != expected:
         y = y.astype(expected)
@@ -433,15 +548,24 @@ def save_matrix(
         for b in matrix.blocks
     ]
 
+    in_segments = not compress and sp.issparse(X) and X.format == "csr"
+    in_segments = in_segments and segmented.segmentable(matrix.prov)
+
     def write(files: _Files) -> dict[str, Any]:
-        if compress:
-            files.write("X", filename, dump)
-        else:  # the model's state holds the same X: it links this file instead of a copy
-            files.shared("X", filename, X, dump)
+        if in_segments:  # row segments; the model's state links them (same content)
+            ends = segmented.ends_of(matrix.prov)
+            x_spec = {**segmented.csr_base(X), **segmented.csr_segments(files, "X", X, ends)}
+            prov = segmented.prov_segments(files, matrix.prov, ends)
+        else:
+            if compress:
+                files.write("X", filename, dump)
+            else:  # the model's state holds the same X: it links this file instead of a copy
+                files.shared("X", filename, X, dump)
+            x_spec, prov = spec, _write_prov(files, None, matrix.prov)
         return {
-            "X": spec,
+            "X": x_spec,
             "blocks": blocks,
-            "prov": _write_prov(files, None, matrix.prov),
+            "prov": prov,
             "key_indexes": _write_keys(files, indexes),
         }
 
@@ -452,7 +576,11 @@ def load_matrix(path: StorePath, *, verify: bool = True) -> StoredMatrix:
     """Load X stored by :func:`save_matrix` as a :class:`FeatureMatrix` whose ``resolve``
     looks keys up in the stored key indexes (keys not in this X resolve to nothing)."""
     manifest, data = _read(path, "matrix", verify)
-    X = read_matrix(manifest.content["X"], data["X"], manifest.files["X"].path)
+    described = manifest.content["X"]
+    if described.get("encoding") == "segments":
+        X = segmented.read_csr(described, data, str(path))
+    else:
+        X = read_matrix(described, data["X"], manifest.files["X"].path)
     blocks = tuple(
         Block(
             b["name"],
@@ -478,6 +606,7 @@ def save_object(
     sources: Iterable[str] = (),
     compress: int = 0,
     shared: Mapping[str, Any] | None = None,
+    row_prov: Prov | None = None,
 ) -> Manifest:
     """Store one Python object (e.g. a model and its forgetting state).
 
@@ -494,6 +623,16 @@ def save_object(
     pickle; one that another artifact of this process just stored (X_train's X, the same
     object) is hard-linked, not written again (:mod:`lester_dagster.store.links`). Ignored
     when ``compress`` is set.
+
+    ``shared`` may also name DataFrames (the training rows, key indexes): those of numeric
+    and pyarrow-backed text columns are stored in row segments of their own (a key index cut by
+    key id, as X's key indexes are, so they are linked), the others pickled with the object.
+
+    ``row_prov`` is the provenance of the rows the object keeps per-row arrays of (a model
+    state's training rows). With it, a shared CSR matrix or frame of these rows is stored in
+    row segments as X is (:func:`save_matrix`: X_train's segments are linked), and so is every
+    out-of-band buffer of whole rows (``n`` rows of the same width, at least 64 KiB): a
+    deletion then rewrites the segments that held its rows, not the whole object.
     """
     kind = type(value)
     described = {"type": f"{kind.__module__}.{kind.__qualname__}"}
@@ -505,16 +644,48 @@ def save_object(
                     "object", "object.joblib", lambda w: joblib.dump(value, w, compress=compress)
                 )
                 return {**described, "format": "joblib", "joblib": joblib.__version__}
+            ends = (
+                segmented.ends_of(row_prov)
+                if row_prov is not None and segmented.segmentable(row_prov)
+                else None
+            )
+            n = row_prov.n if row_prov is not None else 0
             apart: dict[str, Any] = {}
-            for name, matrix in (shared or {}).items():
-                spec, suffix, dump = matrix_file(matrix)
-                files.shared(f"shared-{name}", f"shared-{name}{suffix}", matrix, dump)
+            external: dict[str, Any] = {}
+            for name, item in (shared or {}).items():
+                if isinstance(item, pd.DataFrame):
+                    framed = _shared_frame(files, f"shared-{name}", item, ends, n)
+                    if framed is not None:  # else pickled with the object
+                        apart[name], external[name] = framed, item
+                    continue
+                external[name] = item
+                csr = sp.issparse(item) and item.format == "csr"
+                if ends is not None and csr and item.shape[0] == n:
+                    stored = segmented.csr_segments(files, f"shared-{name}", item, ends)
+                    apart[name] = {**segmented.csr_base(item), **stored}
+                    continue
+                spec, suffix, dump = matrix_file(item)
+                files.shared(f"shared-{name}", f"shared-{name}{suffix}", item, dump)
                 apart[name] = spec
             stream = io.BytesIO()
+            views = pickling.collect(value, stream, external)
+            # buffers of whole rows (n rows of w bytes: the training rows' arrays) go to row
+            # segments; the others, one after the other, to buffers.bin
+            blocks: dict[str, npt.NDArray[np.uint8]] = {}
+            rest: list[memoryview] = []
+            for i, view in enumerate(views):
+                whole_rows = n > 0 and view.nbytes % n == 0
+                if ends is not None and whole_rows and view.nbytes >= segmented.ROW_BUFFER_BYTES:
+                    blocks[str(i)] = np.frombuffer(view, dtype=np.uint8).reshape(n, -1)
+                else:
+                    rest.append(view)
+            by_rows = None
+            if blocks:  # one segment file per row range holds every such buffer's rows
+                by_rows = files.segments("rows", segments.Rows(n, blocks), ends)
             spans: pickling.Spans = []
 
             def dump_buffers(w: HashingWriter) -> None:
-                spans.extend(pickling.dump(value, stream, w, external=shared))
+                spans.extend(pickling.write_aligned(w, rest))
 
             files.write("buffers", "buffers.bin", dump_buffers)
 
@@ -522,7 +693,13 @@ def save_object(
                 w.write(stream.getbuffer())
 
             files.write("object", "object.pkl", dump_stream)
-            return {**described, "format": "pickle5", "buffers": spans, "shared": apart}
+            return {
+                **described,
+                "format": "pickle5",
+                "buffers": spans,
+                "row_buffers": by_rows,
+                "shared": apart,
+            }
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             raise UnstorableError(
                 f"{type(value).__name__} cannot be pickled ({exc}); everything it refers to "
@@ -531,6 +708,59 @@ def save_object(
             ) from exc
 
     return _save(path, "object", rows, sources, metadata, write)
+
+
+def _shared_frame(
+    files: _Files, prefix: str, frame: pd.DataFrame, ends: npt.NDArray[np.intp] | None, n: int
+) -> dict[str, Any] | None:
+    """A frame an object refers to, in row segments: cut as the object's rows where it has
+    them, by key id where it is a key index; None when its columns cannot be segmented."""
+    stored = segmented.frame_rows(frame)
+    if stored is None:
+        return None
+    rows, described = stored
+    if ends is not None and len(frame) == n:
+        cuts = ends
+    elif frame.index.dtype == np.uint64:
+        cuts = segmented.key_ends(frame.index.to_numpy())
+    else:
+        cuts = np.asarray([len(frame)], dtype=np.intp)
+    return segmented.frame_segments(files, prefix, rows, described, cuts)
+
+
+def _read_shared(name: str, spec: Mapping[str, Any], data: Mapping[str, bytes], where: str) -> Any:
+    """A value an object's stream refers to by ``name``, stored apart as ``spec`` says."""
+    if spec.get("layout") == "frame":
+        return segmented.read_frame(spec, data, where)
+    if spec.get("encoding") == "segments":
+        return segmented.read_csr(spec, data, where)
+    return read_matrix(spec, data[f"shared-{name}"], where)
+
+
+def _buffers(content: Mapping[str, Any], data: Mapping[str, bytes], where: str) -> list[memoryview]:
+    """An object's out-of-band buffers in pickling order: those in buffers.bin (at their
+    spans) and those stored as row segments (``row_buffers``, by position), all writable."""
+    blob = bytearray(data["buffers"])
+    view = memoryview(blob)
+    rest = []
+    for offset, length in content["buffers"]:
+        if offset < 0 or length < 0 or offset + length > len(blob):  # load_object says where
+            raise ValueError(
+                f"buffer span [{offset}, {length}] lies outside the {len(blob)}-byte buffer file"
+            )
+        rest.append(view[offset : offset + length])
+    described = content.get("row_buffers")
+    by_rows = segments.read(described, data, where)[0] if described else {}
+    out: list[memoryview] = []
+    for i in range(len(rest) + len(by_rows)):
+        block = by_rows.get(str(i))
+        if block is None:
+            if not rest:
+                raise ValueError(f"buffer {i} is missing")
+            out.append(rest.pop(0))
+            continue
+        out.append(block.reshape(-1).data.cast("B"))
+    return out
 
 
 def load_object(path: StorePath, *, verify: bool = True) -> StoredObject:
@@ -543,11 +773,11 @@ def load_object(path: StorePath, *, verify: bool = True) -> StoredObject:
             return StoredObject(joblib.load(io.BytesIO(data["object"])), manifest)
         if form == "pickle5":
             apart = {
-                name: read_matrix(spec, data[f"shared-{name}"], where)
+                name: _read_shared(name, spec, data, where)
                 for name, spec in manifest.content.get("shared", {}).items()
             }
-            value = pickling.load(
-                data["object"], data["buffers"], manifest.content["buffers"], external=apart
+            value = pickling.load_parts(
+                data["object"], _buffers(manifest.content, data, where), external=apart
             )
             return StoredObject(value, manifest)
     except (KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
@@ -583,8 +813,7 @@ def load_key_indexes(path: StorePath, *, verify: bool = True) -> dict[str, pd.Da
     """Only the key indexes of the artifact at ``path`` (source -> key id -> key values),
     without reading its data: what resolving keys to key ids needs."""
     manifest = read_manifest(path)
-    names = list(manifest.content.get("key_indexes", {}).values())
-    manifest, data = read_files(path, names, verify=verify)
+    manifest, data = read_files(path, _key_files(manifest), verify=verify)
     return _key_indexes(manifest, data)
 
 

@@ -3,7 +3,7 @@
 X_train and the model's forgetting state hold the same X (one object in memory); X and y (train
 or test) the same provenance and key indexes. The store writes each once: :func:`remember`
 notes, after an artifact wrote an object's file, which file holds it; when a later artifact of
-the same process stores the *same* object (identity, and unchanged since, checked by a CRC-32
+the same process stores the *same* object (identity, and unchanged since, checked by an xxh3-128
 fingerprint of its buffers), :func:`link` hard-links that file into the new version directory
 instead of serialising, hashing and writing it again. The manifest entry (sha256, size) is the
 remembered one, and loading checks it as for any file.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import weakref
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import xxhash
 
 from lester_dagster.frame import Prov
 
@@ -110,17 +110,17 @@ def _parts(value: Any) -> tuple[str, list[np.ndarray]] | None:
 
 
 def fingerprint(value: Any) -> str | None:
-    """Kind, shape and CRC-32 of the buffers of what can be linked: a numpy array, a CSR/CSC
+    """Kind, shape and xxh3-128 hash of the buffers of what can be linked: a numpy array, a CSR/CSC
     matrix, a :class:`~lester_dagster.frame.Prov`, or a key index (a DataFrame of numeric key
     columns indexed by key id). None for anything else: such values are never linked."""
     described = _parts(value)
     if described is None:
         return None
     kind, arrays = described
-    crc = 0
+    digest = xxhash.xxh3_128()
     for part in arrays:
-        crc = zlib.crc32(np.ascontiguousarray(part).data.cast("B"), crc)
-    return f"{kind}:{crc:08x}"
+        digest.update(np.ascontiguousarray(part).data.cast("B"))
+    return f"{kind}:{digest.hexdigest()}"
 
 
 def remember(value: Any, file: Path, sha256: str, size: int) -> None:

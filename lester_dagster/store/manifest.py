@@ -30,8 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import xxhash
+
 from lester_dagster.errors import ArtifactError, ArtifactIntegrityError, ArtifactNotFoundError
 from lester_dagster.store.atomic import MANIFEST, StorePath, as_path, read_bytes, read_pointer
+from lester_dagster.store.segments import ADDRESSED
 
 __all__ = [
     "FORMAT",
@@ -206,7 +209,19 @@ def read_manifest(root: StorePath) -> Manifest:
     return Manifest.from_dict(doc, str(base / MANIFEST))
 
 
-def _check(base: Any, name: str, entry: FileEntry, data: bytes) -> None:
+def _check(base: Any, name: str, entry: FileEntry, data: bytes, thorough: bool) -> None:
+    """``data`` against the manifest: its sha256, or for a content-addressed segment file the
+    xxh3-128 fingerprint its name holds (unless ``thorough``); raises if they differ."""
+    addressed = None if thorough else ADDRESSED.search(entry.path)
+    if addressed is not None and len(data) == entry.bytes:
+        found = xxhash.xxh3_128(data).hexdigest()
+        if found == addressed.group(1):
+            return
+        raise ArtifactIntegrityError(
+            f"file {name!r} of the artifact at {base} ({entry.path}) does not match its name: "
+            f"its bytes have the fingerprint {found}; it was changed or damaged after it was "
+            "written. Nothing was loaded: rematerialise the asset (or restore the file)"
+        )
     digest = hashlib.sha256(data).hexdigest()
     if len(data) != entry.bytes or digest != entry.sha256:
         raise ArtifactIntegrityError(
@@ -223,9 +238,11 @@ def read_files(
     *,
     verify: bool = True,
     attempts: int = 3,
+    thorough: bool = False,
 ) -> tuple[Manifest, dict[str, bytes]]:
     """The committed manifest and the bytes of its files ``names`` (default: all), checked
-    against their sha256 and size unless ``verify=False``.
+    against their sha256 and size unless ``verify=False`` (content-addressed segment files
+    against the fingerprint in their name, unless ``thorough``).
 
     A reader racing a writer can find the version it read about already deleted (after two
     commits); it then reads the new manifest and tries again, up to ``attempts`` times.
@@ -255,7 +272,7 @@ def read_files(
             ) from exc
         if verify:
             for name in wanted:
-                _check(base, name, manifest.files[name], data[name])
+                _check(base, name, manifest.files[name], data[name], thorough)
         return manifest, data
     raise ArtifactError(
         f"the artifact at {base} changed {attempts} times while being read; retry when its "
@@ -268,5 +285,5 @@ def verify(root: StorePath) -> Manifest:
 
     Raises :class:`ArtifactIntegrityError` naming the first file that differs.
     """
-    manifest, _ = read_files(root, verify=True)
+    manifest, _ = read_files(root, verify=True, thorough=True)
     return manifest

@@ -26,7 +26,17 @@ import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Protocol
 
-__all__ = ["ALIGN", "Spans", "Writer", "aligned_offsets", "dump", "load", "write_aligned"]
+__all__ = [
+    "ALIGN",
+    "Spans",
+    "Writer",
+    "aligned_offsets",
+    "collect",
+    "dump",
+    "load",
+    "load_parts",
+    "write_aligned",
+]
 
 ALIGN = 64
 """Buffer offsets are multiples of this (numpy needs at most 16; cache lines are 64)."""
@@ -79,6 +89,14 @@ def dump(
     them) are not pickled but stored as a reference to their name: the caller stores them
     itself and hands them back to :func:`load`. Raises :class:`pickle.PicklingError` (or
     TypeError/AttributeError) for what cannot be pickled."""
+    return write_aligned(buffers, collect(value, stream, external))
+
+
+def collect(
+    value: Any, stream: IO[bytes], external: Mapping[str, Any] | None = None
+) -> list[memoryview]:
+    """Pickle ``value`` to ``stream`` as :func:`dump` does; its out-of-band buffers (raw
+    bytes, in order) are returned for the caller to store (:func:`load_parts` reads them)."""
     collected: list[pickle.PickleBuffer] = []
     _Pickler(stream, collected.append, external or {}).dump(value)
     views = []
@@ -87,7 +105,7 @@ def dump(
             views.append(buffer.raw())
         except BufferError:  # not contiguous: the pickler keeps such a buffer in-band instead
             views.append(memoryview(bytes(buffer)))  # pragma: no cover - defensive
-    return write_aligned(buffers, views)
+    return views
 
 
 def aligned_offsets(sizes: Iterable[int]) -> list[int]:
@@ -130,4 +148,11 @@ def load(
                 f"buffer span [{offset}, {length}] lies outside the {len(blob)}-byte buffer file"
             )
         parts.append(view[offset : offset + length])
-    return _Unpickler(io.BytesIO(stream), parts, external or {}).load()
+    return load_parts(stream, parts, external)
+
+
+def load_parts(
+    stream: bytes, parts: Sequence[memoryview], external: Mapping[str, Any] | None = None
+) -> Any:
+    """The object whose stream :func:`collect` wrote, from its buffers (writable views)."""
+    return _Unpickler(io.BytesIO(stream), list(parts), external or {}).load()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 from lester_dagster.errors import ArtifactError
 from lester_dagster.frame import Prov
 from lester_dagster.frame.provenance import Ids
-from lester_dagster.store.atomic import StorePath, as_path, read_pointer
+from lester_dagster.store import segmented, segments
+from lester_dagster.store.atomic import StorePath, as_path, read_bytes, read_pointer
 from lester_dagster.store.keys import KEY_ID, key_index_of_table
 from lester_dagster.store.manifest import Manifest, read_manifest
 from lester_dagster.store.tables import (
@@ -90,6 +91,16 @@ def _columns(base: StorePath, manifest: Manifest, name: str, wanted: list[str]) 
             raise ArtifactError(f"{entry.path} is not a readable Parquet file ({exc})") from exc
 
 
+def _segment_bytes(
+    path: StorePath, manifest: Manifest, described: Mapping[str, Any]
+) -> dict[str, bytes]:
+    """The bytes of the segment files ``described`` lists (unchecked, as every probe)."""
+    base = as_path(path)
+    return {
+        s["file"]: read_bytes(base / manifest.files[s["file"]].path) for s in described["segments"]
+    }
+
+
 def _prov_names(manifest: Manifest) -> list[str]:
     return [f"{PROV_PREFIX}{s}" for s in manifest.sources]
 
@@ -101,6 +112,10 @@ def load_provenance(path: StorePath) -> StoredProvenance:
     def read(manifest: Manifest) -> StoredProvenance:
         key_ids: dict[str, Ids] = {}
         for source, name in manifest.content.get("key_indexes", {}).items():
+            if isinstance(name, Mapping):  # row segments: the index column holds the key ids
+                arrays, _ = segments.read(name, _segment_bytes(path, manifest, name), str(path))
+                key_ids[source] = np.asarray(arrays["index"], dtype=np.uint64)
+                continue
             table = _columns(path, manifest, name, [KEY_ID])
             key_ids[source] = np.asarray(
                 table.column(KEY_ID).to_numpy(zero_copy_only=False), dtype=np.uint64
@@ -109,7 +124,12 @@ def load_provenance(path: StorePath) -> StoredProvenance:
             return StoredProvenance(None, key_ids, manifest)
         rows = int(manifest.rows or 0)
         multi = manifest.content["prov"]["layout"] == "multi"
-        if "prov" in manifest.files:
+        described = manifest.content["prov"].get("segments")
+        if described is not None:  # row segments of key ids (X, y)
+            data = _segment_bytes(path, manifest, described)
+            arrays, _ = segments.read(described, data, str(path))
+            prov = prov_of_columns(rows, arrays, manifest.sources)
+        elif "prov" in manifest.files:
             table = _columns(path, manifest, "prov", [*_prov_names(manifest), PROV_ROW])
             prov = prov_of_table(table, rows, manifest.sources, multi=multi)
         else:
@@ -152,7 +172,9 @@ def load_empty_frame(
         frame = frame_of_table(empty, 0, manifest.content["schema"])
         prov = Prov(0, {s: np.zeros(0, dtype=np.uint64) for s in manifest.sources})
         indexes = {
-            source: key_index_of_table(_schema(path, manifest, name).empty_table(), name)
+            source: segmented.empty_frame(name)
+            if isinstance(name, Mapping)  # row segments: the description holds the columns
+            else key_index_of_table(_schema(path, manifest, name).empty_table(), name)
             for source, name in manifest.content.get("key_indexes", {}).items()
         }
         return frame, prov, indexes, manifest

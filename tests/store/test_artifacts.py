@@ -362,7 +362,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(tmp_path: Path) -> No
     assert not has_artifact(tmp_path / "a")
 
 
-@pytest.mark.parametrize("file", ["data", "keys-0"])
+@pytest.mark.parametrize("file", ["data", "keys-0.00000"])  # a Parquet file, a row segment
 def test_a_corrupted_file_is_detected_on_load(tmp_path: Path, joined: Result, file: str) -> None:
     manifest = save_result(tmp_path / "a", joined)
     path = tmp_path / "a" / manifest.files[file].path
@@ -431,10 +431,10 @@ def test_a_crash_between_two_files_leaves_the_previous_version(
     save_result(root, joined)
     before = _entries(root)
 
-    def crash(index: pd.DataFrame) -> Any:
+    def crash(*args: Any) -> Any:
         raise OSError("disk full while writing a key index")
 
-    monkeypatch.setattr(artifacts, "key_index_table", crash)  # data.parquet is already written
+    monkeypatch.setattr(artifacts, "_write_keys", crash)  # data.parquet is already written
     with pytest.raises(OSError, match="disk full"):
         save_frame(root, V2, Prov.of_source("customers", ids(1, 2, 3)), sources=joined.sources)
     monkeypatch.undo()
@@ -549,18 +549,30 @@ def test_load_key_indexes_reads_only_the_key_indexes(tmp_path: Path) -> None:
 
 
 # -- matrix files ----------------------------------------------------------------------------------
+def _multi(n: int) -> Prov:
+    """Multi provenance of ``n`` rows (every third row sums two monomials): X with it keeps the
+    one-file raw layout (row segments need single provenance)."""
+    lengths = np.where(np.arange(n) % 3 == 0, 2, 1)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.intp)
+    return Prov(n, {"mails": np.arange(int(offsets[-1]), dtype=np.uint64) + 1}, offsets)
+
+
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_csr_and_csc_are_stored_as_raw_aligned_buffers_and_load_writable(
     tmp_path: Path, fmt: str
 ) -> None:
+    """The one-file raw layout: a CSC X, and a CSR X whose rows have multi provenance."""
     X = sp.random(40, 9, density=0.3, format=fmt, random_state=2, dtype=np.float64)
-    prov = Prov(40, {"mails": np.arange(40, dtype=np.uint64)})
+    prov = _multi(40) if fmt == "csr" else Prov(40, {"mails": np.arange(40, dtype=np.uint64)})
     manifest = save_matrix(tmp_path / "X", FeatureMatrix(X, prov, (), KeyResolver({})))
     spec = manifest.content["X"]
     assert spec["encoding"] == "raw" and manifest.files["X"].path.endswith("X.bin")
     assert all(offset % 64 == 0 for offset, _, _ in spec["arrays"].values())
-    back = load_matrix(tmp_path / "X").matrix.X
+    assert manifest.files["prov"].path.endswith("prov.parquet")
+    stored = load_matrix(tmp_path / "X").matrix
+    back = stored.X
     assert back.format == fmt and (back != X).nnz == 0 and back.dtype == X.dtype
+    assert_prov_equal(stored.prov, prov)
     back.data[0] = 123.0  # arrays come back writable (a read-only view would raise here)
     assert back.data[0] == 123.0
 
@@ -582,8 +594,8 @@ def test_a_raw_matrix_whose_spec_does_not_fit_the_file_is_an_artifact_error(
     tmp_path: Path,
 ) -> None:
     X = sp.random(10, 4, density=0.5, format="csr", random_state=4)
-    prov = Prov(10, {"mails": np.arange(10, dtype=np.uint64)})
-    save_matrix(tmp_path / "X", FeatureMatrix(X, prov, (), KeyResolver({})))
+    manifest = save_matrix(tmp_path / "X", FeatureMatrix(X, _multi(10), (), KeyResolver({})))
+    assert manifest.content["X"]["encoding"] == "raw"
     doc = json.loads((tmp_path / "X" / MANIFEST).read_text())
     doc["content"]["X"]["arrays"]["data"][2] = 10**6  # more values than the file holds
     (tmp_path / "X" / MANIFEST).write_text(json.dumps(doc))
