@@ -713,16 +713,17 @@ def save_object(
 def _shared_frame(
     files: _Files, prefix: str, frame: pd.DataFrame, ends: npt.NDArray[np.intp] | None, n: int
 ) -> dict[str, Any] | None:
-    """A frame an object refers to, in row segments: cut as the object's rows where it has
-    them, by key id where it is a key index; None when its columns cannot be segmented."""
+    """A frame an object refers to, in row segments: cut by key id where it is a key index
+    (indexed by uint64 key ids), as the object's rows where it has as many rows; None when its
+    columns cannot be segmented (it is then pickled with the object)."""
     stored = segmented.frame_rows(frame)
     if stored is None:
         return None
     rows, described = stored
-    if ends is not None and len(frame) == n:
-        cuts = ends
-    elif frame.index.dtype == np.uint64:
+    if frame.index.dtype == np.uint64:  # a key index: cut by key id, as X's key indexes
         cuts = segmented.key_ends(frame.index.to_numpy())
+    elif ends is not None and len(frame) == n:
+        cuts = ends
     else:
         cuts = np.asarray([len(frame)], dtype=np.intp)
     return segmented.frame_segments(files, prefix, rows, described, cuts)

@@ -219,6 +219,8 @@ def frame_rows(frame: pd.DataFrame) -> tuple[segments.Rows, dict[str, Any]] | No
     None when a column is neither a numpy number/bool nor pyarrow-backed text, or the index is
     neither a default range nor numeric."""
     n = len(frame)
+    if not frame.columns.is_unique or not isinstance(frame.columns.name, (str, type(None))):
+        return None
     arrays: dict[str, npt.NDArray[Any]] = {}
     ragged: dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {}
     columns: list[list[Any]] = []
@@ -243,16 +245,18 @@ def frame_rows(frame: pd.DataFrame) -> tuple[segments.Rows, dict[str, Any]] | No
         na_value = getattr(column.dtype, "na_value", None)
         columns.append([name, "text", str(column.dtype), na_value is pd.NA])
     index = frame.index
-    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+    default = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    if default and index.name is None:
         described_index: Any = "range"
-    elif isinstance(index.dtype, np.dtype) and index.dtype.kind in "biuf":
+    elif isinstance(index.dtype, np.dtype) and index.dtype.kind in "biuf" and index.nlevels == 1:
         arrays["index"] = np.ascontiguousarray(index.to_numpy())
         described_index = [index.name, index.dtype.str]
     else:
         return None
     if not all(isinstance(c[0], str) for c in columns):
         return None  # JSON keeps only text column names
-    return segments.Rows(n, arrays, None, ragged), {"columns": columns, "index": described_index}
+    described = {"columns": columns, "index": described_index, "axis": frame.columns.name}
+    return segments.Rows(n, arrays, None, ragged), described
 
 
 def frame_segments(
@@ -286,7 +290,7 @@ def empty_frame(described: Mapping[str, Any]) -> pd.DataFrame:
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ArtifactError(f"a stored frame's description is malformed ({exc})") from exc
-    return pd.DataFrame(out, index=index)
+    return pd.DataFrame(out, index=index).rename_axis(columns=described.get("axis"))
 
 
 def read_frame(described: Mapping[str, Any], data: Mapping[str, bytes], where: str) -> pd.DataFrame:
@@ -321,4 +325,4 @@ def read_frame(described: Mapping[str, Any], data: Mapping[str, bytes], where: s
         raise ArtifactError(
             f"{where}: a stored frame cannot be read ({exc}); rematerialise"
         ) from exc
-    return pd.DataFrame(out, index=index, copy=False)
+    return pd.DataFrame(out, index=index, copy=False).rename_axis(columns=described.get("axis"))
