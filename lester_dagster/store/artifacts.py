@@ -70,6 +70,7 @@ from lester_dagster.store.manifest import (
 )
 from lester_dagster.store.matrices import matrix_file, read_matrix
 from lester_dagster.store.tables import (
+    check_columns,
     describe_columns,
     frame_of_table,
     prov_columns,
@@ -401,13 +402,24 @@ def save_frame(
     if not isinstance(data, pd.DataFrame):
         raise UnstorableError(f"save_frame stores a pandas DataFrame, got {type(data).__name__}")
     _check_rows(len(data), prov, "the frame")
-    table = table_of_frame(data)
+    check_columns(data)
+    # row segments where the columns allow it (numbers, pyarrow-backed text) and the rows have
+    # single provenance: a deletion rewrites the segments holding its rows; else Parquet
+    stored = segmented.frame_rows(data) if segmented.segmentable(prov) else None
+    table = table_of_frame(data) if stored is None else None
     columns = describe_columns(data)
     indexes = key_indexes_to_store(prov, sources, key_index)
 
     def write(files: _Files) -> dict[str, Any]:
-        summary = _write_prov(files, table, prov)
-        return {"schema": columns, "prov": summary, "key_indexes": _write_keys(files, indexes)}
+        out: dict[str, Any] = {"schema": columns}
+        if stored is not None:
+            rows, described = stored
+            ends = segmented.ends_of(prov)
+            out["data"] = segmented.frame_segments(files, "data", rows, described, ends)
+            out["prov"] = segmented.prov_segments(files, prov, ends)
+        else:
+            out["prov"] = _write_prov(files, table, prov)
+        return {**out, "key_indexes": _write_keys(files, indexes)}
 
     return _save(path, "frame", prov.n, prov.sources, metadata, write)
 
@@ -433,8 +445,14 @@ def save_result(
 def load_frame(path: StorePath, *, verify: bool = True) -> StoredFrame:
     """Load a frame stored by :func:`save_frame` (checksums verified unless ``verify=False``)."""
     manifest, data = _read(path, "frame", verify)
-    table, single_keys = split_prov_columns(read_parquet(data["data"], manifest.files["data"].path))
-    frame = frame_of_table(table, int(manifest.rows or 0), manifest.content["schema"])
+    described = manifest.content.get("data")
+    single_keys: dict[str, Any] = {}
+    if described is not None:  # row segments
+        frame = segmented.read_frame(described, data, str(path))
+    else:
+        where = manifest.files["data"].path
+        table, single_keys = split_prov_columns(read_parquet(data["data"], where))
+        frame = frame_of_table(table, int(manifest.rows or 0), manifest.content["schema"])
     _check_length(manifest, len(frame), path)
     return StoredFrame(
         frame, _prov(manifest, data, single_keys), _key_indexes(manifest, data), manifest

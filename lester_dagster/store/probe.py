@@ -166,10 +166,13 @@ def load_empty_frame(
     def read(manifest: Manifest) -> tuple[pd.DataFrame, Prov, dict[str, pd.DataFrame], Manifest]:
         if manifest.kind != "frame":
             raise ArtifactError(f"the artifact at {path} is a {manifest.kind!r}, not a 'frame'")
-        schema = _schema(path, manifest, "data")
-        user = [f for f in schema if not f.name.startswith(PROV_PREFIX)]
-        empty = pa.schema(user, metadata=schema.metadata).empty_table()
-        frame = frame_of_table(empty, 0, manifest.content["schema"])
+        if "data" in manifest.content:  # row segments: the description holds the columns
+            frame = segmented.empty_frame(manifest.content["data"])
+        else:
+            schema = _schema(path, manifest, "data")
+            user = [f for f in schema if not f.name.startswith(PROV_PREFIX)]
+            empty = pa.schema(user, metadata=schema.metadata).empty_table()
+            frame = frame_of_table(empty, 0, manifest.content["schema"])
         prov = Prov(0, {s: np.zeros(0, dtype=np.uint64) for s in manifest.sources})
         indexes = {
             source: segmented.empty_frame(name)

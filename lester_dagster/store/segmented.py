@@ -255,6 +255,8 @@ def frame_rows(frame: pd.DataFrame) -> tuple[segments.Rows, dict[str, Any]] | No
         return None
     if not all(isinstance(c[0], str) for c in columns):
         return None  # JSON keeps only text column names
+    if not arrays and not ragged:
+        return None  # no column and a default index: nothing says how many rows a segment has
     described = {"columns": columns, "index": described_index, "axis": frame.columns.name}
     return segments.Rows(n, arrays, None, ragged), described
 

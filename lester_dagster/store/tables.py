@@ -35,6 +35,7 @@ from lester_dagster.frame.provenance import Ids, sorted_unique
 __all__ = [
     "PROV_PREFIX",
     "PROV_ROW",
+    "check_columns",
     "describe_columns",
     "frame_of_table",
     "prov_columns",
@@ -101,6 +102,19 @@ def describe_columns(data: pd.DataFrame) -> dict[str, Any]:
 
 def table_of_frame(data: pd.DataFrame) -> pa.Table:
     """The user columns of ``data`` (and a non-default index) as an Arrow table."""
+    check_columns(data)
+    try:
+        return pa.Table.from_pandas(data, preserve_index=None)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise UnstorableError(
+            f"the frame cannot be stored as Parquet: {exc}. Give each column one type "
+            "(e.g. .astype('str') for a column mixing text and numbers)"
+        ) from exc
+
+
+def check_columns(data: pd.DataFrame) -> None:
+    """Raise :class:`UnstorableError` unless ``data``'s column names can be stored: unique
+    strings without the store's reserved prefix."""
     bad = [c for c in data.columns if not isinstance(c, str)]
     if bad:
         raise UnstorableError(
@@ -116,13 +130,6 @@ def table_of_frame(data: pd.DataFrame) -> pa.Table:
     if not data.columns.is_unique:
         dup = data.columns[data.columns.duplicated()].unique().tolist()
         raise UnstorableError(f"column names must be unique to be stored; {dup[:5]} repeat")
-    try:
-        return pa.Table.from_pandas(data, preserve_index=None)
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise UnstorableError(
-            f"the frame cannot be stored as Parquet: {exc}. Give each column one type "
-            "(e.g. .astype('str') for a column mixing text and numbers)"
-        ) from exc
 
 
 def frame_of_table(table: pa.Table, rows: int, columns: Mapping[str, Any]) -> pd.DataFrame:

@@ -362,9 +362,17 @@ def test_bad_inputs_are_refused_before_anything_is_written(tmp_path: Path) -> No
     assert not has_artifact(tmp_path / "a")
 
 
-@pytest.mark.parametrize("file", ["data", "keys-0.00000"])  # a Parquet file, a row segment
-def test_a_corrupted_file_is_detected_on_load(tmp_path: Path, joined: Result, file: str) -> None:
-    manifest = save_result(tmp_path / "a", joined)
+@pytest.mark.parametrize(
+    ("file", "parquet"),
+    [("data.00000", False), ("keys-0.00000", False), ("data", True)],  # segments, a Parquet file
+)
+def test_a_corrupted_file_is_detected_on_load(
+    tmp_path: Path, joined: Result, file: str, parquet: bool
+) -> None:
+    frame = joined.to_pandas()
+    if parquet:  # a category column is not stored in row segments
+        frame = frame.assign(email=frame["email"].astype("category"))
+    manifest = save_frame(tmp_path / "a", frame, joined.prov, sources=joined.sources)
     path = tmp_path / "a" / manifest.files[file].path
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -446,21 +454,21 @@ _KILLED_SAVE = """
 import sys, time
 import numpy as np, pandas as pd
 from lester_dagster.frame import Prov
-from lester_dagster.store import artifacts, atomic
+from lester_dagster.store import artifacts, atomic, segments
 
 def block(*args, **kwargs):
     print("READY", flush=True)
     time.sleep(60)
 
-def half_then_block(table, handle):
-    handle.write(b"PAR1" + b"x" * 5000)
+def half_then_block(segment, handle):
+    handle.write(b"x" * 5000)
     handle.flush()
     block()
 
 if sys.argv[2] == "commit":  # killed between writing the new manifest and renaming it
     atomic.os.replace = block
-else:  # killed in the middle of writing the data file
-    artifacts.write_parquet = half_then_block
+else:  # killed in the middle of writing the data file (a row segment)
+    segments.Encoded.write = half_then_block
 frame = pd.DataFrame({"v": [3.0, 4.0, 5.0]})
 artifacts.save_frame(sys.argv[1], frame, Prov.of_source("s", np.arange(1, 4, dtype=np.uint64)))
 """
@@ -524,9 +532,10 @@ def test_memory_storage_versions_and_integrity(mem: UPath) -> None:
     assert len(list(root.iterdir())) == 3  # manifest, current and previous version
     pd.testing.assert_frame_equal(load_frame(root).data, V1)
     manifest = load_frame(root).manifest
-    target = root / manifest.files["data"].path
+    name = next(n for n in manifest.files if n.startswith("data"))  # a row segment
+    target = root / manifest.files[name].path
     target.fs.pipe_file(target.path, target.read_bytes()[:-1] + b"?")
-    with pytest.raises(ArtifactIntegrityError, match="file 'data'"):
+    with pytest.raises(ArtifactIntegrityError, match=f"file '{name}'"):
         load_frame(root)
 
 
@@ -543,7 +552,7 @@ def test_load_key_indexes_reads_only_the_key_indexes(tmp_path: Path) -> None:
         indexes["things"], load_frame(tmp_path / "a").key_indexes["things"]
     )
     # the data file is not read: corrupting it does not matter to the key indexes
-    (data_file,) = [p for p in (tmp_path / "a").rglob("data*.parquet")]
+    (data_file,) = [p for p in (tmp_path / "a").rglob("data*")]
     data_file.write_bytes(b"broken")
     assert set(load_key_indexes(tmp_path / "a")) == {"things"}
 
