@@ -145,6 +145,24 @@ class Unlearner(ABC):
         self._alive: IntArray = np.arange(X.shape[0], dtype=np.intp)
         self._alive_mask = np.ones(X.shape[0], dtype=bool)
 
+    # -- pickling -----------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The attributes; the row bookkeeping of a compact unlearner (every stored row alive)
+        is rebuilt on loading, not stored: it names row positions, which all move when one row
+        leaves, so storing it would rewrite every row segment of the stored state."""
+        state = self.__dict__.copy()
+        rows = int(self._X_all.shape[0])
+        if self._alive.size == rows and bool(self._alive_mask.all()):
+            state["_alive"] = state["_alive_mask"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._alive is None:  # compact when stored: every row alive
+            rows = int(self._X_all.shape[0])
+            self._alive = np.arange(rows, dtype=np.intp)
+            self._alive_mask = np.ones(rows, dtype=bool)
+
     @classmethod
     def fit(cls, estimator: Any, X: Matrix, y: npt.NDArray[Any]) -> Self:
         """Fit a clone of ``estimator`` on ``X``, ``y`` (validated by :func:`as_training_data`)

@@ -172,3 +172,27 @@ def test_compact_into_takes_the_callers_kept_rows_without_copying_its_own(
     assert unlearner.compact_into(sp.csr_matrix(other) if sparse else other) is False
     assert copies == [1] and unlearner._X_all.shape == live.shape
     assert np.array_equal(unlearner._X_all.toarray() if sparse else unlearner._X_all, live)
+
+
+def test_a_compact_unlearner_pickles_without_its_row_positions() -> None:
+    """The alive-row bookkeeping names row positions, which all move when one row leaves: a
+    compact unlearner does not store it (a stored state would otherwise change in every row
+    segment), and rebuilds it on loading; one with tombstones keeps it."""
+    import pickle
+
+    unlearner, _, _ = _ridge(60)
+    state = unlearner.__getstate__()
+    assert state["_alive"] is None and state["_alive_mask"] is None
+    back = pickle.loads(pickle.dumps(unlearner))
+    np.testing.assert_array_equal(back._alive, np.arange(60))
+    assert back._alive_mask.dtype == bool and back._alive_mask.all()
+    back.forget([5, 7])
+    unlearner.forget([5, 7])
+    np.testing.assert_allclose(back.model.coef_, unlearner.model.coef_)
+
+    # with tombstones (rows forgotten, not yet compacted) the positions are stored
+    assert unlearner._alive.size == 58 and unlearner._X_all.shape[0] == 60
+    kept = pickle.loads(pickle.dumps(unlearner))
+    np.testing.assert_array_equal(kept._alive, unlearner._alive)
+    np.testing.assert_array_equal(kept._alive_mask, unlearner._alive_mask)
+    np.testing.assert_allclose(kept.reference_fit().coef_, unlearner.reference_fit().coef_)
