@@ -507,7 +507,8 @@ class _Run(HoldoutSide):
         rows = concat_frames(list(train_parts.values())) if train_parts else None
         new_ids = row_identity(rows.prov) if rows is not None else np.zeros(0, np.uint64)
         appear = rows_mentioning(rows.prov, value_ids) if rows is not None else hit[:0]
-        appear = appear[positions_in(state_ids, new_ids[appear]) < 0]
+        if appear.size:  # (positions_in sorts every training row's identity)
+            appear = appear[positions_in(state_ids, new_ids[appear]) < 0]
         if hit.size and not state.prov.single:
             self.report.fallbacks.append(
                 f"{model_key.to_user_string()}: refit (the training rows are aggregates: a "

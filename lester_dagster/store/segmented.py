@@ -100,14 +100,26 @@ def prov_segments(files: Segmenter, prov: Prov, ends: IntArray) -> dict[str, Any
 
 
 # -- CSR matrices ----------------------------------------------------------------------------------
+_SAMPLE_ROWS = 2048
+
+
 def pinned(X: Any) -> IntArray:
-    """X's columns with an entry in (almost, 99%) every row, as a scaler's column has, densest
-    first, at most :data:`PINNED_MAX`."""
+    """X's columns with an entry in (almost, 99%) of its first and last rows (up to
+    ``_SAMPLE_ROWS`` each), as a scaler's column has, densest first, at most
+    :data:`PINNED_MAX` (which columns are kept apart only decides what is rewritten together;
+    :func:`csr_segments` drops a candidate that is not dense in every row)."""
     n = int(X.shape[0])
     if n == 0 or X.nnz == 0:
         return np.zeros(0, dtype=np.intp)
-    counts = np.bincount(X.indices, minlength=int(X.shape[1]))
-    dense = np.flatnonzero(counts * 100 >= n * 99)
+    width = int(X.shape[1])
+    if n <= 2 * _SAMPLE_ROWS:
+        counts, sampled = np.bincount(X.indices, minlength=width), n
+    else:
+        head = X.indices[: X.indptr[_SAMPLE_ROWS]]
+        tail = X.indices[X.indptr[n - _SAMPLE_ROWS] : X.indptr[n]]
+        counts = np.bincount(head, minlength=width) + np.bincount(tail, minlength=width)
+        sampled = 2 * _SAMPLE_ROWS
+    dense = np.flatnonzero(counts * 100 >= sampled * 99)
     return dense[np.argsort(-counts[dense], kind="stable")][:PINNED_MAX].astype(np.intp)
 
 
@@ -145,9 +157,12 @@ def _split(X: Any) -> _Split:
     columns: list[int] = []
     candidates = pinned(X)
     values = np.zeros((n, len(candidates)), dtype=X.dtype)
+    row_of = _row_of_entries(X) if len(candidates) else None
     for column in candidates.tolist():
         pos = np.flatnonzero(X.indices == column)
-        rows = np.searchsorted(X.indptr, pos, side="right") - 1
+        rows = row_of[pos] if row_of is not None else pos
+        if rows.size * 100 < n * 99:
+            continue  # not dense after all (the sample said it was)
         if rows.size > 1 and not bool((np.diff(rows) > 0).all()):
             continue  # duplicate entries of the column in one row: kept in the segments
         if not columns:
@@ -158,6 +173,13 @@ def _split(X: Any) -> _Split:
     split = _Split(columns, np.ascontiguousarray(values[:, : len(columns)]), np.asarray(data))
     _splits.put(X, split)
     return split
+
+
+def _row_of_entries(X: Any) -> npt.NDArray[np.integer[Any]]:
+    """The row of each stored entry of CSR ``X``."""
+    n = int(X.shape[0])
+    dtype = np.int32 if n < 2**31 else np.int64
+    return np.repeat(np.arange(n, dtype=dtype), np.diff(X.indptr))
 
 
 def csr_segments(files: Segmenter, prefix: str, X: Any, ends: IntArray) -> dict[str, Any]:
@@ -187,15 +209,17 @@ def read_csr(described: Mapping[str, Any], data: Mapping[str, bytes], where: str
     _, parts = segments.read(described, data, where)
     if parts is None:
         raise ArtifactError(f"{where}: the matrix's segments hold no CSR buffers; rematerialise")
+    shape = tuple(int(d) for d in described["shape"])
+    X = sp.csr_matrix((parts.data, parts.indices, parts.indptr), shape=shape, copy=False)
     kept = described.get("pinned")
     if kept:
         arrays, _ = segments.read(kept, data, where)
         values = arrays["values"]
+        row_of = _row_of_entries(X)
         for k, column in enumerate(kept["columns"]):
-            pos = np.flatnonzero(parts.indices == column)
-            parts.data[pos] = values[np.searchsorted(parts.indptr, pos, side="right") - 1, k]
-    shape = tuple(int(d) for d in described["shape"])
-    return sp.csr_matrix((parts.data, parts.indices, parts.indptr), shape=shape, copy=False)
+            pos = np.flatnonzero(X.indices == column)
+            X.data[pos] = values[row_of[pos], k]
+    return X
 
 
 # -- frames ----------------------------------------------------------------------------------------
