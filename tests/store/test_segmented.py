@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
+from lester_dagster.errors import ArtifactError
 from lester_dagster.features import FeatureMatrix, Labels
 from lester_dagster.frame import KeyResolver, Prov
 from lester_dagster.store import (
@@ -701,3 +702,31 @@ def test_a_state_key_index_in_another_order_than_the_rows_is_cut_by_key_id(
     _assert_same_state(load_object(model).value, smaller)
     assert 1 <= len(new) <= 2, f"{len(new)} of {len(files)} key segments rewritten"
     assert mine == theirs
+
+
+# -- compressed text ----------------------------------------------------------------------------
+def test_long_text_is_stored_lz4_compressed_and_reads_back_exactly() -> None:
+    rng = np.random.default_rng(3)
+    words = np.array(["bank", "account", "complaint", "refund", "Zürich", "🙂", "late", "fee"])
+    text = [" ".join(rng.choice(words, size=40)) for _ in range(600)]
+    text[17] = None  # type: ignore[call-overload]
+    frame = pd.DataFrame({"id": np.arange(600), "text": pd.Series(text, dtype="str")})
+    spec, files = _stored(frame, [250, 600])
+    raw_bytes = sum(len(t.encode()) for t in text if t is not None)
+    stored_bytes = sum(len(b) for b in files.values())
+    assert stored_bytes * 2 < raw_bytes  # compressed (and the ids, offsets and validity kept)
+    codecs = [s["layout"]["c1.values"][3:] for s in spec["segments"]]
+    assert all(c[0] == "lz4" for c in codecs) and sum(c[1] for c in codecs) == raw_bytes
+    pd.testing.assert_frame_equal(segmented.read_frame(spec, files, "test"), frame)
+
+
+def test_damaged_compressed_text_is_an_artifact_error() -> None:
+    text = [f"complaint number {i} about the bank account and the refund" for i in range(400)]
+    frame = pd.DataFrame({"text": pd.Series(text, dtype="str")})
+    spec, files = _stored(frame, [400])
+    (name,) = files
+    offset, _, (size,), *_ = spec["segments"][0]["layout"]["c0.values"]
+    damaged = bytearray(files[name])
+    damaged[offset : offset + size] = b"\xff" * size  # not an lz4 block any more
+    with pytest.raises(ArtifactError, match="cannot be decompressed"):
+        segmented.read_frame(spec, {name: bytes(damaged)}, "test")
