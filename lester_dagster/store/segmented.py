@@ -265,7 +265,8 @@ def frame_rows(frame: pd.DataFrame) -> tuple[segments.Rows, dict[str, Any]] | No
             np.frombuffer(values, dtype=np.uint8) if values is not None else np.zeros(0, np.uint8)
         )
         ragged[key] = (blob, where.astype(np.int64, copy=False))
-        arrays[f"{key}.valid"] = np.asarray(text.is_valid().to_numpy(zero_copy_only=False))
+        if text.null_count:  # else every value is present: no validity bytes stored
+            arrays[f"{key}.valid"] = np.asarray(text.is_valid().to_numpy(zero_copy_only=False))
         na_value = getattr(column.dtype, "na_value", None)
         columns.append([name, "text", str(column.dtype), na_value is pd.NA])
     index = frame.index
@@ -331,14 +332,18 @@ def read_frame(described: Mapping[str, Any], data: Mapping[str, bytes], where: s
             if kind == "numpy":
                 out[name] = arrays[key]
                 continue
-            valid = arrays[f"{key}.valid"].astype(bool)
-            bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            valid = arrays.get(f"{key}.valid")
+            bitmap, missing = None, 0
+            if valid is not None:
+                present = valid.astype(bool)
+                bitmap = pa.py_buffer(np.packbits(present, bitorder="little"))
+                missing = int(n - present.sum())
             text = pa.LargeStringArray.from_buffers(
                 n,
                 pa.py_buffer(arrays[f"{key}.offsets"]),
                 pa.py_buffer(arrays[f"{key}.values"]),
                 bitmap,
-                int(n - valid.sum()),
+                missing,
             )
             dtype = _string_dtype(spec[2], bool(spec[3]))
             out[name] = pd.arrays.ArrowStringArray(pa.chunked_array([text]), dtype=dtype)  # type: ignore[call-arg]

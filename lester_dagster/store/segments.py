@@ -196,10 +196,10 @@ def _parts(rows: Rows, start: int, end: int) -> list[tuple[str, npt.NDArray[Any]
         ]
     for name, (values, offsets) in rows.ragged.items():
         lo, hi = int(offsets[start]), int(offsets[end])
-        parts += [
-            (f"{name}.values", values[lo:hi]),
-            (f"{name}.offsets", offsets[start : end + 1] - offsets[start]),
-        ]
+        local = offsets[start : end + 1] - offsets[start]
+        if hi - lo < 2**31:
+            local = local.astype(np.int32)  # half the bytes of int64 offsets
+        parts += [(f"{name}.values", values[lo:hi]), (f"{name}.offsets", local)]
     return parts
 
 
@@ -299,6 +299,8 @@ def assemble(
         if parts is not None:
             local = _view(layout, raw, "csr.indptr", where)
             lengths.add(len(local) - 1)
+        for name in uneven:
+            lengths.add(len(_view(layout, raw, f"{name}.offsets", where)) - 1)
         if len(lengths) != 1:
             raise ArtifactError(f"{where}: a segment's arrays disagree on their rows")
         length = lengths.pop()
