@@ -30,7 +30,7 @@ import io
 import json
 import pickle
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -146,31 +146,44 @@ Stored: TypeAlias = StoredFrame | StoredLabels | StoredMatrix | StoredObject
 
 
 # -- writing -------------------------------------------------------------------------------------
+def _known_segments(
+    root: Path, files: Mapping[str, Any], content: Mapping[str, Any]
+) -> dict[str, segments.Known]:
+    """The segment files a manifest (its ``files`` and ``content``) lists, by content
+    fingerprint (unstamped: linking one checks its bytes first)."""
+    out = {}
+    for name, segment in segments.stored_segments(content).items():
+        entry = files.get(name)
+        if entry is None:
+            continue
+        path, sha256, size = (
+            (entry.path, entry.sha256, entry.bytes)
+            if isinstance(entry, FileEntry)
+            else (str(entry["path"]), str(entry["sha256"]), int(entry["bytes"]))
+        )
+        out[str(segment["content"])] = segments.Known(
+            root / path, sha256, size, str(segment["fingerprint"]), segment["layout"]
+        )
+    return out
+
+
 def _previous_segments(path: StorePath) -> dict[str, segments.Known]:
-    """The segment files of the committed version at local ``path``, by fingerprint."""
+    """The segment files of the committed version at local ``path``, by content."""
     base = as_path(path)
     if not is_local(base):
         return {}
     doc = read_pointer(base)
     if doc is None:
         return {}
-    root = Path(base.path)
-    out = {}
-    for entry in (doc.get("files") or {}).values():
-        found = segments.ADDRESSED.search(str(entry.get("path", "")))
-        if found:
-            out[found.group(1)] = segments.Known(
-                root / entry["path"], str(entry["sha256"]), int(entry["bytes"])
-            )
-    return out
+    return _known_segments(Path(base.path), doc.get("files") or {}, doc.get("content") or {})
 
 
-def _remember(fingerprint: str, path: Path, entry: FileEntry) -> None:
-    """Note in the process's catalogue that ``path`` holds the segment ``fingerprint`` (just
-    written, linked or checked)."""
-    known = segments.Known.checked(path, entry.sha256, entry.bytes)
-    if known is not None:
-        segments.CATALOGUE.put(fingerprint, known)
+def _remember(content: str, known: segments.Known) -> None:
+    """Note in the process's catalogue that ``known`` holds the segment ``content`` (just
+    written, linked or checked: stamped now)."""
+    stamped = known.checked()
+    if stamped is not None:
+        segments.CATALOGUE.put(content, stamped)
 
 
 class _Files:
@@ -180,35 +193,51 @@ class _Files:
         self.version = version
         self.entries: dict[str, FileEntry] = {}
         self.previous = previous or {}
-        self._addressed: dict[str, FileEntry] = {}  # segment file name -> its entry
+        self._addressed: dict[str, tuple[FileEntry, str, Mapping[str, Any]]] = {}  # by content
 
     def segments(self, prefix: str, rows: segments.Rows, ends: Any) -> dict[str, Any]:
         """``rows`` in row segments ending at ``ends`` (:mod:`lester_dagster.store.segments`):
-        a segment whose file exists already (the previous version, or a file this process
-        just wrote with the same content) is hard-linked, the others written."""
+        a segment whose content a file holds already (in the previous version, or one this
+        process wrote or checked) is hard-linked, the others written (text compressed only
+        then)."""
         encoded = segments.encode(rows, ends)
         directory = self.version.directory
         local = Path(directory.path) if is_local(directory) else None
-        names = []
+        names: list[str] = []
+        stored: list[tuple[str, Mapping[str, Any]]] = []
         for i, segment in enumerate(encoded):
             name = f"{prefix}.{i:05d}"
-            filename = f"{prefix}-{segment.fingerprint}.bin"
             names.append(name)
-            if filename in self._addressed:  # the same content twice in this artifact
-                self.entries[name] = self._addressed[filename]
+            content = segment.content
+            if content in self._addressed:  # the same content twice in this artifact
+                entry, fingerprint, layout = self._addressed[content]
+                self.entries[name] = entry
+                stored.append((fingerprint, layout))
                 continue
-            fingerprint = segment.fingerprint
-            known = segments.CATALOGUE.get(fingerprint) or self.previous.get(fingerprint)
-            target = local / filename if local is not None else None
-            if known is not None and target is not None and known.link(target, fingerprint):
-                relative = self.version.relative(filename)
-                self.entries[name] = FileEntry(relative, known.sha256, known.size)
-            else:
-                self.write(name, filename, segment.write)
-            entry = self._addressed[filename] = self.entries[name]
-            if target is not None:
-                _remember(fingerprint, target, entry)
-        return segments.spec(rows, encoded, names)
+            known = segments.CATALOGUE.get(content) or self.previous.get(content)
+            if known is not None and local is not None:
+                filename = f"{prefix}-{known.fingerprint}.bin"
+                if known.link(local / filename):
+                    entry = FileEntry(self.version.relative(filename), known.sha256, known.size)
+                    self.entries[name] = entry
+                    self._addressed[content] = (entry, known.fingerprint, known.layout)
+                    stored.append((known.fingerprint, known.layout))
+                    _remember(content, replace(known, path=local / filename))
+                    continue
+            filename = f"{prefix}-{segment.fingerprint}.bin"
+            self.write(name, filename, segment.write)
+            entry = self.entries[name]
+            self._addressed[content] = (entry, segment.fingerprint, segment.layout)
+            stored.append((segment.fingerprint, segment.layout))
+            if local is not None:
+                path = local / filename
+                _remember(
+                    content,
+                    segments.Known(
+                        path, entry.sha256, entry.bytes, segment.fingerprint, segment.layout
+                    ),
+                )
+        return segments.spec(rows, encoded, names, stored)
 
     def write(self, name: str, filename: str, dump: Callable[[HashingWriter], None]) -> None:
         with self.version.open(filename) as raw:
@@ -333,11 +362,10 @@ def _read(path: StorePath, kind: str, verify: bool) -> tuple[Manifest, dict[str,
     manifest, data = read_files(path, verify=verify)
     base = as_path(path)
     if verify and is_local(base):  # checked segment files: the next versions may link them
-        root = Path(base.path)
-        for entry in manifest.files.values():
-            found = segments.ADDRESSED.search(entry.path)
-            if found:
-                _remember(found.group(1), root / entry.path, entry)
+        for content, known in _known_segments(
+            Path(base.path), manifest.files, manifest.content
+        ).items():
+            _remember(content, known)
     if manifest.kind != kind:
         raise ArtifactError(
             f"the artifact at {path} is a {manifest.kind!r}, not a {kind!r}; load it with "

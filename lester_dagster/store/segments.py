@@ -33,7 +33,8 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ __all__ = [
     "read",
     "row_ids",
     "spec",
+    "stored_segments",
 ]
 
 ADDRESSED = re.compile(r"-([0-9a-f]{32})\.bin$")
@@ -150,12 +152,47 @@ class Rows:
 
 @dataclass(frozen=True)
 class Encoded:
-    """One segment, ready to write: its layout (for the manifest), buffers and fingerprint."""
+    """One segment: its rows' array slices (``parts``) and the fingerprint of their content
+    (``content``, cheap: no compression). Its file (:attr:`layout`, :attr:`buffers`, the
+    file's :attr:`fingerprint`) is made only when asked for: a segment whose content is
+    already stored is linked without compressing it again."""
 
     rows: int
-    layout: dict[str, list[Any]]  # name -> [offset, dtype, shape]
-    buffers: list[memoryview]
-    fingerprint: str
+    parts: tuple[tuple[str, npt.NDArray[Any]], ...]
+    content: str
+    packed_names: frozenset[str] = frozenset()
+
+    @cached_property
+    def _file(self) -> tuple[dict[str, list[Any]], list[memoryview], str]:
+        arrays = []
+        codecs: dict[str, list[Any]] = {}
+        for name, a in self.parts:
+            if name in self.packed_names and a.nbytes >= _PACK_BYTES:  # text: lz4, 3-8x
+                raw_size = a.nbytes
+                a = np.frombuffer(lz4.block.compress(a.data, store_size=False), dtype=np.uint8)
+                codecs[name] = ["lz4", raw_size]
+            arrays.append((name, a))
+        offsets = aligned_offsets(a.nbytes for _, a in arrays)
+        layout = {
+            name: [offset, a.dtype.str, list(a.shape), *codecs.get(name, [])]
+            for (name, a), offset in zip(arrays, offsets, strict=True)
+        }
+        buffers = [a.reshape(-1).data.cast("B") for _, a in arrays]
+        return layout, buffers, _digest(buffers, offsets)
+
+    @property
+    def layout(self) -> dict[str, list[Any]]:
+        """name -> [offset, dtype, shape] (+ [codec, raw bytes] where compressed)."""
+        return self._file[0]
+
+    @property
+    def buffers(self) -> list[memoryview]:
+        return self._file[1]
+
+    @property
+    def fingerprint(self) -> str:
+        """xxh3-128 of the file's bytes: the file's name, checked when it is read."""
+        return self._file[2]
 
     @property
     def nbytes(self) -> int:
@@ -207,24 +244,14 @@ def encode(rows: Rows, ends: IntArray) -> list[Encoded]:
     """The segments of ``rows`` ending at ``ends`` (see :func:`cut`)."""
     out = []
     start = 0
-    packed = {f"{name}.values" for name in rows.ragged}
+    packed = frozenset(f"{name}.values" for name in rows.ragged)
     for end in ends.tolist():
-        parts = []
-        codecs: dict[str, list[Any]] = {}
-        for name, a in _parts(rows, start, end):
-            a = np.ascontiguousarray(a)
-            if name in packed and a.nbytes >= _PACK_BYTES:  # text: lz4, 3-8x smaller here
-                raw_size = a.nbytes
-                a = np.frombuffer(lz4.block.compress(a.data, store_size=False), dtype=np.uint8)
-                codecs[name] = ["lz4", raw_size]
-            parts.append((name, a))
-        offsets = aligned_offsets(a.nbytes for _, a in parts)
-        layout = {
-            name: [offset, a.dtype.str, list(a.shape), *codecs.get(name, [])]
-            for (name, a), offset in zip(parts, offsets, strict=True)
-        }
-        buffers = [a.reshape(-1).data.cast("B") for _, a in parts]
-        out.append(Encoded(end - start, layout, buffers, _digest(buffers, offsets)))
+        parts = tuple((name, np.ascontiguousarray(a)) for name, a in _parts(rows, start, end))
+        described = [(name, a.dtype.str, a.shape) for name, a in parts]
+        digest = xxhash.xxh3_128(repr(described).encode())
+        for _, a in parts:
+            digest.update(a.reshape(-1).data.cast("B"))
+        out.append(Encoded(end - start, parts, digest.hexdigest(), packed))
         start = end
     return out
 
@@ -336,9 +363,16 @@ def assemble(
     return arrays, parts
 
 
-def spec(rows: Rows, encoded: Sequence[Encoded], files: Sequence[str]) -> dict[str, Any]:
+def spec(
+    rows: Rows,
+    encoded: Sequence[Encoded],
+    files: Sequence[str],
+    stored: Sequence[tuple[str, Mapping[str, Any]] | None] | None = None,
+) -> dict[str, Any]:
     """The manifest's description of ``rows`` stored as ``encoded`` in the files named
-    ``files`` (one per segment, in order)."""
+    ``files`` (one per segment, in order); ``stored`` gives, per segment, the (file
+    fingerprint, layout) of a file that holds its content already (None: the segment's own)."""
+    known = list(stored) if stored is not None else [None] * len(encoded)
     csr = None
     if rows.csr is not None:
         csr = [rows.csr.data.dtype.str, rows.csr.indices.dtype.str, len(rows.csr.data)]
@@ -354,8 +388,14 @@ def spec(rows: Rows, encoded: Sequence[Encoded], files: Sequence[str]) -> dict[s
             for name, (values, offsets) in rows.ragged.items()
         },
         "segments": [
-            {"file": name, "rows": e.rows, "fingerprint": e.fingerprint, "layout": e.layout}
-            for name, e in zip(files, encoded, strict=True)
+            {
+                "file": name,
+                "rows": e.rows,
+                "content": e.content,
+                "fingerprint": e.fingerprint if k is None else k[0],
+                "layout": e.layout if k is None else dict(k[1]),
+            }
+            for name, e, k in zip(files, encoded, known, strict=True)
         ],
     }
 
@@ -387,27 +427,29 @@ def read(
 # -- which files exist already -------------------------------------------------------------------
 @dataclass(frozen=True)
 class Known:
-    """A local file holding a segment: where, its sha256 and size (from the manifest) and, when
-    this process wrote it or checked its bytes, the (inode, mtime) it had then (``stamp``)."""
+    """A local file holding a segment's content: where, its sha256 and size (from the
+    manifest), the file's fingerprint (its name) and layout, and, when this process wrote it or
+    checked its bytes, the (inode, mtime) it had then (``stamp``)."""
 
     path: Path
     sha256: str
     size: int
+    fingerprint: str
+    layout: Mapping[str, Any]
     stamp: tuple[int, int] | None = None
 
-    @classmethod
-    def checked(cls, path: Path, sha256: str, size: int) -> Known | None:
-        """A file this process has just written or verified, stamped as it is now."""
+    def checked(self) -> Known | None:
+        """This file, stamped as it is now (just written or verified by this process)."""
         try:
-            st = path.stat()
+            st = self.path.stat()
         except OSError:
             return None
-        return cls(path, sha256, size, (st.st_ino, st.st_mtime_ns))
+        return replace(self, stamp=(st.st_ino, st.st_mtime_ns))
 
-    def link(self, target: Path, fingerprint: str) -> bool:
+    def link(self, target: Path) -> bool:
         """Hard-link this file to ``target``; False when it cannot or must not (collected
         meanwhile, another filesystem, no hard links, another size, changed since it was
-        stamped, or, unstamped, bytes that do not match ``fingerprint``): the caller writes the
+        stamped, or, unstamped, bytes that do not match its fingerprint): the caller writes the
         segment instead, so a damaged file is never carried into a new version."""
         try:
             st = self.path.stat()
@@ -416,7 +458,7 @@ class Known:
             if self.stamp is not None:
                 if (st.st_ino, st.st_mtime_ns) != self.stamp:
                     return False
-            elif file_fingerprint(self.path.read_bytes()) != fingerprint:
+            elif file_fingerprint(self.path.read_bytes()) != self.fingerprint:
                 return False
             os.link(self.path, target)
         except OSError:
@@ -424,9 +466,28 @@ class Known:
         return True
 
 
+def stored_segments(content: Any) -> dict[str, dict[str, Any]]:
+    """Every segment a manifest's ``content`` describes (at any depth), by its file name in the
+    manifest: ``{"content": ..., "fingerprint": ..., "layout": ...}``."""
+    found: dict[str, dict[str, Any]] = {}
+    stack = [content]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            listed = item.get("segments")
+            if item.get("encoding") == "segments" and isinstance(listed, list):
+                for segment in listed:
+                    if isinstance(segment, Mapping) and "content" in segment:
+                        found[str(segment["file"])] = dict(segment)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
 class Catalogue:
-    """The segment files this process wrote or linked recently, by fingerprint (most recent
-    ``limit`` kept). Fingerprints name content, so any artifact may link any of them."""
+    """The segment files this process wrote, linked or checked recently, by the fingerprint of
+    their content (most recent ``limit`` kept): any artifact may link any of them."""
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
