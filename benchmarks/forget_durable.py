@@ -23,7 +23,8 @@ the timing), so the sensor only sees its own request.
 What is measured per call, besides wall time: the ApplyReport's per-artifact seconds
 (compute + durable write of each committed artifact), and a load / write / compute split from
 wrapping ``LesterIOManager.load`` / ``.store`` (class attributes, patched here only): load time
-with its file reads and sha256 verification, write time with its fsyncs, compute = the rest.
+with its file reads and checksum verification (sha256; xxh3 for row segments), write time
+with its fsyncs, compute = the rest.
 Peak RSS during the call comes from Linux's VmHWM, reset before each call
 (``/proc/self/clear_refs``); both columns are whole-process RSS.
 
@@ -439,7 +440,7 @@ HOTSPOTS = (
     ),
     ("  LOAD: LesterIOManager.load", "orchestration/io_manager.py", "load"),
     ("    read file bytes", "store/atomic.py", "read_bytes"),
-    ("    sha256 verification", "store/manifest.py", "_check"),
+    ("    checksum verification (sha256 / xxh3)", "store/manifest.py", "_check"),
     ("    parquet decode (pyarrow read_table)", "store/tables.py", "read_parquet"),
     ("    arrow -> pandas (frame_of_table)", "store/tables.py", "frame_of_table"),
     ("    provenance decode", "store/artifacts.py", "_prov"),
@@ -638,7 +639,7 @@ def render(out: Path, stem: str) -> str:
         )
     lines += [
         "",
-        "| customers | partitions | request | time ms (min-max) | load ms (read / sha256) "
+        "| customers | partitions | request | time ms (min-max) | load ms (read / checksums) "
         "| write ms (fsync) | compute ms | commits | vs recompute (same / best) | target "
         "| peak RSS MiB (+ over RSS before) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -479,9 +479,13 @@ def stored_segments(content: Any) -> dict[str, dict[str, Any]]:
                 for segment in listed:
                     if isinstance(segment, Mapping) and "content" in segment:
                         found[str(segment["file"])] = dict(segment)
-            stack.extend(item.values())
+                # a description's other values may nest descriptions (a matrix's dense
+                # columns); its segments' layouts do not
+                stack.extend(v for k, v in item.items() if k != "segments")
+            else:
+                stack.extend(v for v in item.values() if isinstance(v, (Mapping, list)))
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend(v for v in item if isinstance(v, Mapping))
     return found
 
 
