@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -306,3 +307,79 @@ def test_file_sets_on_the_memory_filesystem(mem: UPath) -> None:
     assert _read_current(mem) == b"3"
     assert sorted(p.name for p in mem.iterdir()) == sorted([MANIFEST, v2, v3])
     assert v1 not in [p.name for p in mem.iterdir()]
+
+
+# -- making a version durable ----------------------------------------------------------------------
+def _write_version(root: Path, files: int) -> None:
+    with new_version(root) as version:
+        for i in range(files):
+            with version.open(f"f{i}.bin") as handle:
+                handle.write(bytes([i]) * 100)
+        version.commit({"version": version.name})
+
+
+class _Syncs:
+    """Counts fsync calls (of files and directories, by kind) and syncfs calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, syncfs_result: int | None) -> None:
+        self.files = self.dirs = self.syncfs = 0
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                self.dirs += 1
+            else:
+                self.files += 1
+            real(fd)
+
+        def syncfs(fd: int) -> int:
+            self.syncfs += 1
+            assert syncfs_result is not None
+            return syncfs_result
+
+        monkeypatch.setattr(atomic.os, "fsync", fsync)
+        monkeypatch.setattr(atomic, "_SYNCFS", None if syncfs_result is None else syncfs)
+
+
+def test_many_files_are_made_durable_with_one_syncfs_before_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = _Syncs(monkeypatch, syncfs_result=0)
+    _write_version(tmp_path / "a", 5)
+    # one syncfs for the five files and their directory; the manifest: its file and the root
+    assert syncs.syncfs == 1 and syncs.files == 1 and syncs.dirs == 2
+    assert current_version(tmp_path / "a") is not None
+
+
+def test_where_syncfs_fails_every_file_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = _Syncs(monkeypatch, syncfs_result=-1)
+    _write_version(tmp_path / "a", 5)
+    assert syncs.syncfs == 1 and syncs.files == 5 + 1 and syncs.dirs == 3
+
+
+@pytest.mark.parametrize(("files", "mode"), [(2, "auto"), (5, "each")])
+def test_few_files_or_mode_each_fsync_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int, mode: str
+) -> None:
+    monkeypatch.setenv(atomic.SYNC_ENV, mode)
+    syncs = _Syncs(monkeypatch, syncfs_result=0)
+    _write_version(tmp_path / "a", files)
+    assert syncs.syncfs == 0 and syncs.files == files + 1 and syncs.dirs == 3
+
+
+def test_without_syncfs_every_file_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = _Syncs(monkeypatch, syncfs_result=None)
+    _write_version(tmp_path / "a", 5)
+    assert syncs.files == 5 + 1 and syncs.dirs == 3
+
+
+def test_an_unknown_sync_mode_is_named_with_the_valid_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(atomic.SYNC_ENV, "never")
+    with pytest.raises(ValueError, match=r"LESTER_FSYNC='never'; use 'auto' .* or 'each'"):
+        _write_version(tmp_path / "a", 1)
