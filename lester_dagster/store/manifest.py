@@ -30,11 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-import xxhash
-
 from lester_dagster.errors import ArtifactError, ArtifactIntegrityError, ArtifactNotFoundError
 from lester_dagster.store.atomic import MANIFEST, StorePath, as_path, read_bytes, read_pointer
-from lester_dagster.store.segments import ADDRESSED
+from lester_dagster.store.segments import ADDRESSED, file_fingerprint
 
 __all__ = [
     "FORMAT",
@@ -214,7 +212,7 @@ def _check(base: Any, name: str, entry: FileEntry, data: bytes, thorough: bool) 
     xxh3-128 fingerprint its name holds (unless ``thorough``); raises if they differ."""
     addressed = None if thorough else ADDRESSED.search(entry.path)
     if addressed is not None and len(data) == entry.bytes:
-        found = xxhash.xxh3_128(data).hexdigest()
+        found = file_fingerprint(data)
         if found == addressed.group(1):
             return
         raise ArtifactIntegrityError(

@@ -144,8 +144,9 @@ class _Split:
     data: npt.NDArray[Any]
 
 
-_splits: IdentityMemo[_Split] = IdentityMemo(limit=4)
-"""The split of a matrix just stored (X_train's, then the model state's: the same object)."""
+_splits: IdentityMemo[_Split] = IdentityMemo(limit=2)
+"""The split of the matrices just stored (X_train's, then the model state's: the same object;
+only two are kept, each holds a copy of its matrix's values)."""
 
 
 def _split(X: Any) -> _Split:
