@@ -5,7 +5,9 @@ files a request from the launchpad.
   config in the ledger, applies them to the stored artifacts by IVM
   (:func:`~lester_dagster.orchestration.forgetting.apply_deletions`), logs one
   ``AssetMaterialization`` per committed artifact (asset and partition, with
-  ``lester/requests_applied``, ``lester/update_strategy``, rows before/after, seconds), verifies
+  ``lester/requests_applied``, ``lester/update_strategy``, rows before/after, seconds, and the
+  row segments it wrote and linked: ``lester/segments_written``, ``lester/segments_linked``,
+  ``lester/segment_bytes_written``), verifies
   its requests on every artifact they reached (found from provenance before the update) or
   that it committed (:func:`~lester_dagster.orchestration.verify.verify_assets` with a
   ``scope``, without the model's refit; the other artifacts held no row of them, and
@@ -167,6 +169,7 @@ def build_apply_job(built: PipelineAssets, io_manager_key: str) -> dg.JobDefinit
                             "lester/seconds": commit.seconds,
                             "lester/manifest_digest": commit.digest,
                             "lester/ledger_watermark": max(ids),
+                            **commit.storage,
                         },
                     )
                 )

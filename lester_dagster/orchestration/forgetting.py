@@ -60,7 +60,11 @@ from lester_dagster.orchestration.artifacts import (
 )
 from lester_dagster.orchestration.assets import PipelineAssets
 from lester_dagster.orchestration.holdout import HoldoutSide
-from lester_dagster.orchestration.io_manager import PARTITION_COUNT_KEY, LesterIOManager
+from lester_dagster.orchestration.io_manager import (
+    PARTITION_COUNT_KEY,
+    LesterIOManager,
+    segment_metadata,
+)
 from lester_dagster.orchestration.partitions import concat_frames
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.orchestration.reach import (
@@ -101,6 +105,8 @@ class Commit:
     seconds: float
     strategy: str
     digest: str
+    #: what the commit rewrote (``segment_metadata``: segments written, kept, bytes written)
+    storage: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -208,9 +214,9 @@ class _Run(HoldoutSide):
         # the previous version holds the deleted data: it goes at once (the store keeps one
         # previous version for concurrent readers; a deletion cannot wait for them)
         collect_garbage(self.io.path_for(key, partition))
-        commit = Commit(
-            key, partition, before, after, time.perf_counter() - started, strategy, manifest.digest
-        )
+        seconds = time.perf_counter() - started
+        storage = segment_metadata(manifest)
+        commit = Commit(key, partition, before, after, seconds, strategy, manifest.digest, storage)
         self.report.commits.append(commit)
         if self.on_commit is not None:
             self.on_commit(commit)

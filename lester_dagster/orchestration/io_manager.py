@@ -66,7 +66,13 @@ from lester_dagster.store import (
 from lester_dagster.store.atomic import as_path
 from lester_dagster.store.home import lester_home
 
-__all__ = ["PARTITION_COUNT_KEY", "LesterIOManager", "default_base_path", "lester_home"]
+__all__ = [
+    "PARTITION_COUNT_KEY",
+    "LesterIOManager",
+    "default_base_path",
+    "lester_home",
+    "segment_metadata",
+]
 
 LINEAGE_KEY = "column_lineage"
 PARTITION_COUNT_KEY = "lester/partition_count"
@@ -76,6 +82,21 @@ PARTITION_COUNT_KEY = "lester/partition_count"
 def default_base_path() -> Path:
     """The default artifact root: ``lester_home() / "artifacts"``."""
     return lester_home() / "artifacts"
+
+
+def segment_metadata(manifest: Manifest) -> dict[str, int]:
+    """What a committed version rewrote, as materialisation metadata: its row segments written
+    (and their bytes) and those hard-linked from files that held their content already (its
+    previous version, or an artifact the same run wrote just before: X_train's segments in
+    the model state); empty for an artifact stored without segments."""
+    content = manifest.content
+    if "segments_written" not in content:
+        return {}
+    return {
+        "lester/segments_written": int(content["segments_written"]),
+        "lester/segments_linked": int(content.get("segments_linked", 0)),
+        "lester/segment_bytes_written": int(content.get("segment_bytes_written", 0)),
+    }
 
 
 class LesterIOManager(dg.ConfigurableIOManager):
@@ -189,6 +210,7 @@ class LesterIOManager(dg.ConfigurableIOManager):
                 "lester/artifact_version": manifest.version,
                 "lester/artifact_path": dg.MetadataValue.path(str(path)),
                 "lester/artifact_bytes": manifest.total_bytes,
+                **segment_metadata(manifest),
             }
         )
 

@@ -194,6 +194,8 @@ class _Files:
         self.entries: dict[str, FileEntry] = {}
         self.previous = previous or {}
         self._addressed: dict[str, tuple[FileEntry, str, Mapping[str, Any]]] = {}  # by content
+        #: segments written (with their bytes) and linked: what a version rewrote
+        self.written = self.linked = self.bytes_written = 0
 
     def segments(self, prefix: str, rows: segments.Rows, ends: Any) -> dict[str, Any]:
         """``rows`` in row segments ending at ``ends`` (:mod:`lester_dagster.store.segments`):
@@ -218,6 +220,7 @@ class _Files:
             if known is not None and local is not None:
                 filename = f"{prefix}-{known.fingerprint}.bin"
                 if known.link(local / filename):
+                    self.linked += 1
                     entry = FileEntry(self.version.relative(filename), known.sha256, known.size)
                     self.entries[name] = entry
                     self._addressed[content] = (entry, known.fingerprint, known.layout)
@@ -227,6 +230,8 @@ class _Files:
             filename = f"{prefix}-{segment.fingerprint}.bin"
             self.write(name, filename, segment.write)
             entry = self.entries[name]
+            self.written += 1
+            self.bytes_written += entry.bytes
             self._addressed[content] = (entry, segment.fingerprint, segment.layout)
             stored.append((segment.fingerprint, segment.layout))
             if local is not None:
@@ -291,6 +296,9 @@ def _save(
     with new_version(path) as version:
         files = _Files(version, previous)
         content = write(files)
+        if files.written or files.linked:  # what this version rewrote (shown as metadata)
+            content = {**content, "segments_written": files.written}
+            content.update(segments_linked=files.linked, segment_bytes_written=files.bytes_written)
         manifest = Manifest(
             kind=kind,
             version=version.name,

@@ -19,6 +19,7 @@ from lester_dagster.orchestration import (
     build_definitions,
 )
 from lester_dagster.orchestration.definitions import pipeline_resources
+from lester_dagster.store import segments
 
 CUSTOMERS = 300
 EXAMPLE_KEYS = {
@@ -69,6 +70,8 @@ class Materialised:
 def materialise(
     pipeline: LesterPipeline, base: Path, *, raise_on_error: bool = True
 ) -> Materialised:
+    # as a new process would: no segment files of other tests' stores to link
+    segments.CATALOGUE.clear()
     manager = LesterIOManager(base_path=str(base))
     defs = build_definitions(pipeline, io_manager=manager)
     assets: list[Any] = [*(defs.assets or ()), *(defs.asset_checks or ())]

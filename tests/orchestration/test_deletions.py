@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,38 @@ def test_kill_between_two_commits_then_rerun(data: Path, tmp_path: Path) -> None
     with s.ledger() as ledger:
         assert ledger.get(request.id).status == "applied"
     assert_equal_to_oracle(s.io, _oracle(s.pipeline, data, tmp_path, drop_customers=customers))
+
+
+def test_a_run_shows_the_row_segments_each_commit_wrote_and_linked(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The materialisations of the IVM run say how many row segments each commit wrote and
+    how many it hard-linked; the written ones are exactly the new files of the store."""
+    from lester_dagster.store import segments
+
+    monkeypatch.setattr(segments, "SEGMENT_ROWS", 4)  # several segments even for ~40 rows
+    s = _setup(data, tmp_path, partitions=0)
+    store = tmp_path / "ivm_store"
+    (customer,) = _train_customers(s.io, 1)
+    started = time.time_ns()
+    with s.ledger() as ledger:
+        ledger.submit(s.pipeline.name, "customers", [customer], reason="test")
+    (run,) = s.tick().run_requests
+    done = s.run(run.run_config, run.tags)
+    assert done.success
+    events = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in done.get_asset_materialization_events()
+    }
+    written = sum(m["lester/segments_written"].value for m in events.values())
+    # files written by the run (a link keeps its file's modification time; inode numbers of
+    # collected files are reused, so they do not tell new files apart)
+    files = [p for p in store.rglob("*.bin") if segments.ADDRESSED.search(p.name)]
+    new = {st.st_ino for p in files if (st := p.stat()).st_mtime_ns >= started}
+    assert written == len(new) > 0
+    x_train = events["X_train"]
+    assert 0 < x_train["lester/segments_written"].value < x_train["lester/segments_linked"].value
+    assert x_train["lester/segment_bytes_written"].value > 0
+    # the model state's X is X_train's: linked, not written again
+    model = events["model"]
+    assert model["lester/segments_linked"].value > model["lester/segments_written"].value

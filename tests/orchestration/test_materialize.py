@@ -239,3 +239,15 @@ def test_the_model_state_finds_training_rows_by_source_key(
     )
     held_out = test["customer_id"].iloc[0]  # a record of the source, but not a training row
     assert state.rows_of("customers", [held_out]).tolist() == []
+
+
+def test_materialisations_say_which_row_segments_they_wrote(run: Materialised) -> None:
+    """X_train is written whole; the model state then links X_train's segments (its X)."""
+    x_train, model = run.metadata("X_train"), run.metadata("model")
+    manifest = read_manifest(run.base / "X_train")
+    segment_files = [n for n, e in manifest.files.items() if "-" in e.path.rsplit("/", 1)[-1]]
+    assert x_train["lester/segments_written"] + x_train["lester/segments_linked"] == len(
+        segment_files
+    )
+    assert x_train["lester/segment_bytes_written"] > 0
+    assert model["lester/segments_linked"] >= len([n for n in segment_files if n.startswith("X.")])
