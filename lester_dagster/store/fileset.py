@@ -107,17 +107,25 @@ class FileSet:
                 self.entries[name] = entry
                 stored.append((fingerprint, layout))
                 continue
-            known = segments.CATALOGUE.get(content) or self.previous.get(content)
-            if known is not None and local is not None:
-                filename = f"{prefix}-{known.fingerprint}.bin"
-                if known.link(local / filename):
-                    self.linked += 1
-                    entry = FileEntry(self.version.relative(filename), known.sha256, known.size)
-                    self.entries[name] = entry
-                    self._addressed[content] = (entry, known.fingerprint, known.layout)
-                    stored.append((known.fingerprint, known.layout))
-                    _remember(content, replace(known, path=local / filename))
-                    continue
+            linked = None
+            if local is not None:  # a file this process wrote or checked, else the previous one
+                for known in (segments.CATALOGUE.get(content), self.previous.get(content)):
+                    if known is None:
+                        continue
+                    target = local / f"{prefix}-{known.fingerprint}.bin"
+                    if known.link(target):
+                        linked = replace(known, path=target)
+                        break
+            if linked is not None:
+                self.linked += 1
+                entry = FileEntry(
+                    self.version.relative(linked.path.name), linked.sha256, linked.size
+                )
+                self.entries[name] = entry
+                self._addressed[content] = (entry, linked.fingerprint, linked.layout)
+                stored.append((linked.fingerprint, linked.layout))
+                _remember(content, linked)
+                continue
             filename = f"{prefix}-{segment.fingerprint}.bin"
             self.write(name, filename, segment.write)
             entry = self.entries[name]

@@ -555,3 +555,24 @@ def test_rematerialising_repairs_a_damaged_segment_file(tmp_path: Path, new_proc
         segments.CATALOGUE.clear()
     save_matrix(tmp_path / "X", matrix)  # what the error message advises
     _assert_same_csr(load_matrix(tmp_path / "X").matrix.X, matrix.X)
+
+
+@pytest.mark.usefixtures("small_segments")
+def test_a_catalogue_file_that_is_gone_falls_back_to_the_previous_versions_file(
+    tmp_path: Path,
+) -> None:
+    """The catalogue remembers the latest file of each content (here the model's, which is
+    then deleted); the artifact's previous version still holds the same content: linked."""
+    import shutil
+
+    matrix = _realistic(2000)
+    first = save_matrix(tmp_path / "X", matrix)
+    save_object(tmp_path / "model", {"X": matrix.X}, shared={"X": matrix.X}, row_prov=matrix.prov)
+    shutil.rmtree(tmp_path / "model")  # the catalogue's files for this content are gone
+    again = save_matrix(tmp_path / "X", matrix)
+    assert again.content["segments_written"] == 0
+    assert again.content["segments_linked"] == first.content["segments_written"]
+    for name, entry in again.files.items():
+        if name.startswith("X."):
+            old = tmp_path / "X" / first.files[name].path
+            assert os.stat(tmp_path / "X" / entry.path).st_ino == os.stat(old).st_ino
