@@ -37,23 +37,20 @@ __all__ = ["FileSet", "read_version", "save_version"]
 
 
 # -- writing -------------------------------------------------------------------------------------
-def _known_segments(
-    root: Path, files: Mapping[str, Any], content: Mapping[str, Any]
-) -> dict[str, segments.Known]:
-    """The segment files a manifest (its ``files`` and ``content``) lists, by content
-    fingerprint (unstamped: linking one checks its bytes first)."""
+def _known_segments(root: Path, manifest: Manifest) -> dict[str, segments.Known]:
+    """The segment files ``manifest`` lists, by content fingerprint (unstamped: linking one
+    checks its bytes first)."""
     out = {}
-    for name, segment in segments.stored_segments(content).items():
-        entry = files.get(name)
+    for name, segment in segments.stored_segments(manifest.content).items():
+        entry = manifest.files.get(name)
         if entry is None:
             continue
-        path, sha256, size = (
-            (entry.path, entry.sha256, entry.bytes)
-            if isinstance(entry, FileEntry)
-            else (str(entry["path"]), str(entry["sha256"]), int(entry["bytes"]))
-        )
         out[str(segment["content"])] = segments.Known(
-            root / path, sha256, size, str(segment["fingerprint"]), segment["layout"]
+            root / entry.path,
+            entry.sha256,
+            entry.bytes,
+            str(segment["fingerprint"]),
+            segment["layout"],
         )
     return out
 
@@ -66,7 +63,11 @@ def _previous_segments(path: StorePath) -> dict[str, segments.Known]:
     doc = read_pointer(base)
     if doc is None:
         return {}
-    return _known_segments(Path(base.path), doc.get("files") or {}, doc.get("content") or {})
+    try:
+        manifest = Manifest.from_dict(doc, str(base))
+    except ArtifactError:  # a manifest this release cannot read: nothing to link, write all
+        return {}
+    return _known_segments(Path(base.path), manifest)
 
 
 def _remember(content: str, known: segments.Known) -> None:
@@ -215,9 +216,7 @@ def read_version(path: StorePath, kind: str, verify: bool) -> tuple[Manifest, di
     manifest, data = read_files(path, verify=verify)
     base = as_path(path)
     if verify and is_local(base):  # checked segment files: the next versions may link them
-        for content, known in _known_segments(
-            Path(base.path), manifest.files, manifest.content
-        ).items():
+        for content, known in _known_segments(Path(base.path), manifest).items():
             _remember(content, known)
     if manifest.kind != kind:
         raise ArtifactError(

@@ -184,26 +184,20 @@ def _read_shared(name: str, spec: Mapping[str, Any], data: Mapping[str, bytes], 
 def _buffers(content: Mapping[str, Any], data: Mapping[str, bytes], where: str) -> list[memoryview]:
     """An object's out-of-band buffers in pickling order: those in buffers.bin (at their
     spans) and those stored as row segments (``row_buffers``, by position), all writable."""
-    blob = bytearray(data["buffers"])
-    view = memoryview(blob)
-    rest = []
-    for offset, length in content["buffers"]:
-        if offset < 0 or length < 0 or offset + length > len(blob):  # load_object says where
-            raise ValueError(
-                f"buffer span [{offset}, {length}] lies outside the {len(blob)}-byte buffer file"
-            )
-        rest.append(view[offset : offset + length])
+    rest = pickling.views_at(data["buffers"], content["buffers"])  # ValueError: load_object
     described = content.get("row_buffers")
     by_rows = segments.read(described, data, where)[0] if described else {}
+    in_file = iter(rest)
     out: list[memoryview] = []
     for i in range(len(rest) + len(by_rows)):
         block = by_rows.get(str(i))
-        if block is None:
-            if not rest:
-                raise ValueError(f"buffer {i} is missing")
-            out.append(rest.pop(0))
+        if block is not None:
+            out.append(block.reshape(-1).data.cast("B"))
             continue
-        out.append(block.reshape(-1).data.cast("B"))
+        part = next(in_file, None)
+        if part is None:
+            raise ValueError(f"buffer {i} is missing")
+        out.append(part)
     return out
 
 

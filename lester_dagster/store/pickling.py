@@ -35,6 +35,7 @@ __all__ = [
     "dump",
     "load",
     "load_parts",
+    "views_at",
     "write_aligned",
 ]
 
@@ -139,6 +140,12 @@ def load(
 ) -> Any:
     """The object :func:`dump` wrote (``buffers``: the buffer file's bytes, made writable;
     ``external``: the objects that were stored apart, by name)."""
+    return load_parts(stream, views_at(buffers, spans), external)
+
+
+def views_at(buffers: bytes | bytearray, spans: Sequence[Sequence[int]]) -> list[memoryview]:
+    """Writable views of the buffer file's bytes at ``spans`` (as :func:`write_aligned` wrote
+    them); ValueError for a span outside the file."""
     blob = buffers if isinstance(buffers, bytearray) else bytearray(buffers)
     view = memoryview(blob)
     parts = []
@@ -148,7 +155,7 @@ def load(
                 f"buffer span [{offset}, {length}] lies outside the {len(blob)}-byte buffer file"
             )
         parts.append(view[offset : offset + length])
-    return load_parts(stream, parts, external)
+    return parts
 
 
 def load_parts(
