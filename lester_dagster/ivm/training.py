@@ -144,6 +144,35 @@ def _hstack(parts: Sequence[Matrix], sparse: bool, n_rows: int) -> Matrix:
     )
 
 
+def _map_columns(
+    X: Matrix, columns: IntArray, ratio: FloatArray, shift: FloatArray, *, owned: bool
+) -> Matrix | None:
+    """Sparse ``X`` with ``columns`` mapped to ``ratio * value + shift`` (``owned``: its values
+    may change in place), or None when a row holds no stored value in one of them (a zero the
+    map would turn into a stored value) or X is not in canonical form."""
+    csr = sp.csr_matrix(X)
+    if not csr.has_canonical_format:
+        return None
+    if columns.size <= 8:  # a scaler's few columns: one pass over the indices per column
+        places = [np.flatnonzero(csr.indices == column) for column in columns.tolist()]
+        if any(at.size != csr.shape[0] for at in places):
+            return None  # some row holds an implicit zero there
+        data = csr.data if owned else csr.data.copy()
+        for at, r, c in zip(places, ratio.tolist(), shift.tolist(), strict=True):
+            data[at] = data[at] * r + c
+        return sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
+    width = int(csr.shape[1])
+    where = np.full(width, -1, dtype=np.intp)
+    where[columns] = np.arange(columns.size)
+    at = where[csr.indices]
+    hit = at >= 0
+    if int(hit.sum()) != csr.shape[0] * columns.size:
+        return None  # some row holds an implicit zero there
+    data = csr.data if owned else csr.data.copy()
+    data[hit] = data[hit] * ratio[at[hit]] + shift[at[hit]]
+    return sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
+
+
 class TrainingState:
     """Prepared training rows, encoders, X, y and model, kept equal to a recompute."""
 
@@ -357,9 +386,13 @@ class TrainingState:
                 f"blocks {every_row} must be re-encoded for every row; pass a frame of all "
                 f"{len(rows)} result rows, not only the {fresh.size} new ones"
             )
+        sparse = sp.issparse(matrix.X)
+        if sparse and not fresh.size and not every_row:
+            mapped = self._map_kept_rows(matrix, rows, maps)
+            if mapped is not None:
+                return FeatureMatrix(mapped, prov, self.features.blocks, matrix.resolve)
         new_rows = frame if fresh_only else frame.iloc[fresh]
         order = np.argsort(np.concatenate([kept, fresh]), kind="stable")
-        sparse = sp.issparse(matrix.X)
         parts: list[Matrix] = []
         for block in self.features.blocks:
             transformer = self.trackers[block.name].transformer
@@ -385,6 +418,34 @@ class TrainingState:
             parts.append(stacked[order])
         X = _hstack(parts, sparse, len(rows))
         return FeatureMatrix(X, prov, self.features.blocks, matrix.resolve)
+
+    def _map_kept_rows(
+        self,
+        matrix: FeatureMatrix,
+        rows: IntArray,
+        maps: Mapping[str, tuple[FloatArray, FloatArray]],
+    ) -> Matrix | None:
+        """Sparse X of only kept rows (``rows`` of ``matrix``), the blocks in ``maps`` taken
+        through their affine map in place of X's block-by-block copy and stacking; None where
+        that does not apply (other column layout, a row without a stored value in a mapped
+        column), for the caller's general way."""
+        spans = [(b.name, b.start, b.stop) for b in matrix.blocks]
+        if spans != [(b.name, b.start, b.stop) for b in self.features.blocks]:
+            return None
+        X = matrix.X
+        if X.dtype != np.float64:
+            return None
+        same = len(rows) == X.shape[0] and bool((rows == np.arange(len(rows))).all())
+        taken = X if same else sp.csr_matrix(X)[rows]
+        mapped = [b for b in self.features.blocks if b.name in maps]
+        if not mapped:
+            return sp.csr_matrix(taken, copy=same)
+        columns = np.concatenate([np.arange(b.start, b.stop, dtype=np.intp) for b in mapped])
+        ratio = np.concatenate([np.asarray(maps[b.name][0], dtype=np.float64) for b in mapped])
+        shift = np.concatenate([np.asarray(maps[b.name][1], dtype=np.float64) for b in mapped])
+        if ratio.shape != columns.shape or shift.shape != columns.shape:
+            return None
+        return _map_columns(taken, columns, ratio, shift, owned=not same)
 
     # -- internals -----------------------------------------------------------------------------
     def _dropped(self) -> tuple[str, ...]:
@@ -582,27 +643,7 @@ class TrainingState:
             out = np.array(X, dtype=np.float64, copy=not owned)
             out[:, columns] = out[:, columns] * ratio + shift
             return out
-        csr = sp.csr_matrix(X)
-        if not csr.has_canonical_format:
-            return None
-        if columns.size <= 8:  # a scaler's few columns: one pass over the indices per column
-            places = [np.flatnonzero(csr.indices == column) for column in columns.tolist()]
-            if any(at.size != csr.shape[0] for at in places):
-                return None  # some row holds an implicit zero there
-            data = csr.data if owned else csr.data.copy()
-            for at, r, c in zip(places, ratio.tolist(), shift.tolist(), strict=True):
-                data[at] = data[at] * r + c
-            return sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
-        width = int(csr.shape[1])
-        where = np.full(width, -1, dtype=np.intp)
-        where[columns] = np.arange(columns.size)
-        at = where[csr.indices]
-        hit = at >= 0
-        if int(hit.sum()) != csr.shape[0] * columns.size:
-            return None  # some row holds an implicit zero there
-        data = csr.data if owned else csr.data.copy()
-        data[hit] = data[hit] * ratio[at[hit]] + shift[at[hit]]
-        return sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
+        return _map_columns(X, columns, ratio, shift, owned=owned)
 
     def _reencode_rows(
         self,

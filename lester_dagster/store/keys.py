@@ -79,8 +79,27 @@ def key_indexes_to_store(
             # an index holds every key its rows mention (writers keep it so); as large as the
             # mentioned keys, it holds nothing else, and the filter (~0.1 s per 1M keys) is moot
             if len(index) != len(wanted):
-                index = index[member_mask(index.index.to_numpy(dtype=np.uint64), wanted)]
+                ids = index.index.to_numpy(dtype=np.uint64)
+                extra = _not_mentioned(ids, wanted)
+                if extra.size:
+                    index = index[~member_mask(ids, extra)]
         out[source] = index
+    return out
+
+
+def _not_mentioned(
+    ids: npt.NDArray[np.uint64], wanted: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.uint64]:
+    """The ids of ``ids`` that the sorted, distinct ``wanted`` lacks (sorted). Both are
+    searched in sorted order: a binary search of each of 171k unsorted ids costs ~20 ms here,
+    a sort and an ordered search ~1 ms; the few keys an index holds beyond its rows (those of
+    rows just deleted) are then removed with a search among them alone."""
+    ordered = np.sort(ids)
+    if wanted.size == 0:
+        return ordered
+    at = np.searchsorted(wanted, ordered)
+    at[at == wanted.size] = 0
+    out: npt.NDArray[np.uint64] = ordered[wanted[at] != ordered]
     return out
 
 

@@ -18,7 +18,8 @@ it writes or links each segment and returns the manifest's description of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,17 +137,29 @@ def csr_base(X: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Split:
-    """A CSR matrix's dense columns apart: their ids, values (rows x columns) and the matrix's
-    data with zeros in their place."""
+    """A CSR matrix's dense columns apart: their ids, their values (rows x columns) and the
+    positions (in ``X.data``, ascending) of their entries, stored as zeros in the segments."""
 
     columns: list[int]
     values: npt.NDArray[Any]
-    data: npt.NDArray[Any]
+    at: npt.NDArray[np.intp]
 
 
 _splits: IdentityMemo[_Split] = IdentityMemo(limit=2)
-"""The split of the matrices just stored (X_train's, then the model state's: the same object;
-only two are kept, each holds a copy of its matrix's values)."""
+"""The split of the matrices just stored (X_train's, then the model state's: the same object)."""
+
+
+def _entries(X: Any, columns: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """The stored entries of CSR ``X`` in ``columns``: their positions in ``X.data``
+    (ascending), their columns and their rows. One pass over the indices per column, and the
+    rows by an ordered search of ``indptr`` (not a row number per entry of X: 3M entries)."""
+    indices = X.indices
+    mask = indices == columns[0]
+    for column in columns[1:].tolist():
+        mask |= indices == column
+    at = np.flatnonzero(mask)
+    rows = np.searchsorted(X.indptr, at, side="right") - 1
+    return at, indices[at], rows
 
 
 def _split(X: Any) -> _Split:
@@ -154,54 +167,78 @@ def _split(X: Any) -> _Split:
     if known is not None:
         return known
     n = int(X.shape[0])
-    data = X.data
-    columns: list[int] = []
     candidates = pinned(X)
-    values = np.zeros((n, len(candidates)), dtype=X.dtype)
-    row_of = _row_of_entries(X) if len(candidates) else None
-    for column in candidates.tolist():
-        pos = np.flatnonzero(X.indices == column)
-        rows = row_of[pos] if row_of is not None else pos
-        if rows.size * 100 < n * 99:
-            continue  # not dense after all (the sample said it was)
-        if rows.size > 1 and not bool((np.diff(rows) > 0).all()):
-            continue  # duplicate entries of the column in one row: kept in the segments
-        if not columns:
-            data = data.copy()
-        values[rows, len(columns)] = X.data[pos]
-        data[pos] = 0
-        columns.append(column)
-    split = _Split(columns, np.ascontiguousarray(values[:, : len(columns)]), np.asarray(data))
+    columns: list[int] = []
+    chosen: list[IntArray] = []
+    if candidates.size:
+        at, of, rows = _entries(X, candidates)
+        for column in candidates.tolist():
+            which = np.flatnonzero(of == column)
+            in_rows = rows[which]
+            if in_rows.size * 100 < n * 99:
+                continue  # not dense after all (the sample said it was)
+            if in_rows.size > 1 and not bool((np.diff(in_rows) > 0).all()):
+                continue  # duplicate entries of the column in one row: kept in the segments
+            columns.append(column)
+            chosen.append(which)
+    values = np.zeros((n, len(columns)), dtype=X.dtype)
+    for k, which in enumerate(chosen):
+        values[rows[which], k] = X.data[at[which]]
+    positions = _NO_ENTRIES
+    if chosen:  # (ascending, as ``at`` is)
+        picked = np.zeros(len(at), dtype=bool)
+        for which in chosen:
+            picked[which] = True
+        positions = at if picked.all() else at[picked]
+    split = _Split(columns, values, positions.astype(np.intp, copy=False))
     _splits.put(X, split)
     return split
 
 
-def _row_of_entries(X: Any) -> npt.NDArray[np.integer[Any]]:
-    """The row of each stored entry of CSR ``X``."""
-    n = int(X.shape[0])
-    dtype = np.int32 if n < 2**31 else np.int64
-    return np.repeat(np.arange(n, dtype=dtype), np.diff(X.indptr))
+_NO_ENTRIES: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+
+
+@contextlib.contextmanager
+def _zeroed(data: npt.NDArray[Any], at: npt.NDArray[np.intp]) -> Iterator[npt.NDArray[Any]]:
+    """``data`` with zeros at ``at`` for the block. A writable array is zeroed in place and
+    given back its values after the block (copying X's 40 MB of values cost more than
+    everything else of storing it); a read-only one is copied."""
+    if not at.size:
+        yield data
+    elif not data.flags.writeable:
+        copy = data.copy()
+        copy[at] = 0
+        yield copy
+    else:
+        saved = data[at]
+        data[at] = 0
+        try:
+            yield data
+        finally:
+            data[at] = saved
 
 
 def csr_segments(files: Segmenter, prefix: str, X: Any, ends: IntArray) -> dict[str, Any]:
     """A CSR matrix in row segments. Its dense columns (:func:`pinned`) are kept apart, in one
     dense file of their own, and stored as zeros in the matrix's segments: a column whose every
     value moves (a scaler after a deletion) then rewrites that one small file, not every
-    segment of X, and no old value of it stays behind in a segment that is kept."""
+    segment of X, and no old value of it stays behind in a segment that is kept. (``X`` is
+    written with those entries zeroed in place and gets them back before this returns: no
+    other thread may read it meanwhile.)"""
     n = int(X.shape[0])
     described: dict[str, Any] = {}
     split = _split(X)
-    columns, values, data = split.columns, split.values, split.data
-    if columns:
-        kept = segments.Rows(n, {"values": values})
+    if split.columns:
+        kept = segments.Rows(n, {"values": split.values})
         whole = np.asarray([n], dtype=np.intp)  # one file: its values move together
         described["pinned"] = {
-            "columns": columns,
+            "columns": split.columns,
             **files.segments(f"{prefix}-pinned", kept, whole),
         }
     indptr = np.asarray(X.indptr, dtype=X.indices.dtype)
-    parts = segments.CsrParts(data, np.asarray(X.indices), indptr)
-    described.update(files.segments(prefix, segments.Rows(n, {}, parts), ends))
+    with _zeroed(X.data, split.at) as data:
+        parts = segments.CsrParts(data, np.asarray(X.indices), indptr)
+        described.update(files.segments(prefix, segments.Rows(n, {}, parts), ends))
     return described
 
 
@@ -216,10 +253,11 @@ def read_csr(described: Mapping[str, Any], data: Mapping[str, bytes], where: str
     if kept:
         arrays, _ = segments.read(kept, data, where)
         values = arrays["values"]
-        row_of = _row_of_entries(X)
-        for k, column in enumerate(kept["columns"]):
-            pos = np.flatnonzero(X.indices == column)
-            X.data[pos] = values[row_of[pos], k]
+        columns = np.asarray(kept["columns"], dtype=np.intp)
+        at, of, rows = _entries(X, columns)
+        for k, column in enumerate(columns.tolist()):
+            which = of == column
+            X.data[at[which]] = values[rows[which], k]
     return X
 
 

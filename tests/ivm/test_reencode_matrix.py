@@ -301,3 +301,28 @@ def test_a_moved_scaler_maps_the_kept_rows_affinely(sparse: bool) -> None:
         s.old, kept, s.test.to_pandas(), s.test.prov, [b for b in changed], {}
     )
     assert _max_abs_diff(stale.X, s.from_scratch().X) > 1e-3
+
+
+@pytest.mark.parametrize("subset", [False, True], ids=["every-row", "some-rows-left"])
+def test_kept_rows_through_the_scaler_map_equal_encoding_them(subset: bool) -> None:
+    """A training deletion that only moves the scaler, and a test side whose rows stay (or
+    some leave) with their values: the kept rows' scaled columns are mapped in place of a
+    copy of X block by block; the result equals encoding those rows, and the old X_test is
+    not changed."""
+    s = Scenario(sparse=True, forget=False)
+    frame = s.state.frame
+    update = s.state.forget_rows(np.flatnonzero(frame["x"] >= frame["x"].quantile(0.9)))
+    assert set(update.reencoded_blocks) == {"x"} and set(update.affine) == {"x"}
+    old_values = s.old.X.toarray()
+    n = s.old.shape[0]
+    rows = np.delete(np.arange(n), [1, 5, n - 1]) if subset else np.arange(n)
+    prov = s.old.prov.take(rows)
+    got = s.state.reencode_matrix(
+        s.old, rows, pd.DataFrame(), prov, update.reencoded_blocks, update.affine
+    )
+    old_rows = s.old_test.to_pandas().iloc[rows].reset_index(drop=True)
+    expected = s.state.encoding.transform(old_rows)
+    assert got.shape == expected.shape and got.prov.n == len(rows)
+    np.testing.assert_allclose(_dense(got.X), _dense(expected), rtol=1e-12, atol=1e-12)
+    assert [b.name for b in got.blocks] == [b.name for b in s.state.features.blocks]
+    np.testing.assert_array_equal(s.old.X.toarray(), old_values)

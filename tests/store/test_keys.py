@@ -66,6 +66,26 @@ def test_referenced_keys_follow_provenance_changed_in_place(result: Result) -> N
     assert list(stored.index) == [ids[0]]
 
 
+def test_an_index_loses_exactly_the_keys_no_row_mentions_any_more() -> None:
+    """After a deletion the index passed in still holds keys whose rows left (a deleted
+    customer's mails): those, and only those, are dropped; the index keeps its order and rows
+    mentioning a key several times count once."""
+    rng = np.random.default_rng(7)
+    ids = np.unique(rng.integers(1, 2**62, size=5_100, dtype=np.int64)).astype(np.uint64)[:5_000]
+    rng.shuffle(ids)
+    index = pd.DataFrame(
+        {"mail_id": np.arange(5_000)}, index=pd.Index(ids, dtype=np.uint64, name="key_id")
+    )
+    gone = {3, 4_999, 1_234}
+    rows = np.array([i for i in range(5_000) if i not in gone] + [10, 10, 20])  # repeats
+    prov = Prov(len(rows), {"mails": ids[rows]})
+    stored = key_indexes_to_store(prov, {"mails": index})["mails"]
+    expected = index[~np.isin(np.arange(5_000), sorted(gone))]
+    pd.testing.assert_frame_equal(stored, expected)
+    everyone = Prov(5_000, {"mails": ids[::-1].copy()})
+    assert key_indexes_to_store(everyone, {"mails": index})["mails"] is index
+
+
 def test_bad_key_index_arguments_are_refused(result: Result) -> None:
     with pytest.raises(UnstorableError, match="'referenced' or 'all'"):
         key_indexes_to_store(result.prov, result.sources, "some")  # type: ignore[arg-type]
