@@ -66,7 +66,7 @@ from lester_dagster.orchestration.io_manager import (
     segment_metadata,
 )
 from lester_dagster.orchestration.partitions import concat_frames
-from lester_dagster.orchestration.pipeline import LesterPipeline
+from lester_dagster.orchestration.pipeline import LesterPipeline, StepKind
 from lester_dagster.orchestration.reach import (
     Deletions,
     Partition,
@@ -78,7 +78,7 @@ from lester_dagster.orchestration.reach import (
     stored_plan,
 )
 from lester_dagster.orchestration.reexecute import reexecute_all
-from lester_dagster.store import collect_garbage
+from lester_dagster.store.atomic import Collector, list_versions
 from lester_dagster.store.requests import Request
 
 __all__ = [
@@ -176,6 +176,7 @@ class _Run(HoldoutSide):
         self.rows_before: dict[Partition, int] = {}
         self._plan: Node | None = None
         self._plan_built = False
+        self.collector = Collector()  # old versions collected in the background
 
     # -- storage -------------------------------------------------------------------------------
     def load_all(self, key: dg.AssetKey) -> dict[Partition, Any]:
@@ -210,10 +211,13 @@ class _Run(HoldoutSide):
             count = self.io.manifest(key, partition).metadata.get(PARTITION_COUNT_KEY)
             if count is not None:
                 metadata[PARTITION_COUNT_KEY] = count
+        path = self.io.path_for(key, partition)
+        self.collector.wait(path)
         manifest = self.io.store(key, value, partition, metadata=metadata)
-        # the previous version holds the deleted data: it goes at once (the store keeps one
+        # the previous version holds the deleted data: it goes now, on the collector's thread
+        # while the next artifact is computed, and before the run returns (the store keeps one
         # previous version for concurrent readers; a deletion cannot wait for them)
-        collect_garbage(self.io.path_for(key, partition))
+        self.collector.submit(path)
         seconds = time.perf_counter() - started
         storage = segment_metadata(manifest)
         commit = Commit(key, partition, before, after, seconds, strategy, manifest.digest, storage)
@@ -573,6 +577,29 @@ class _Run(HoldoutSide):
 
     # -- the whole run -------------------------------------------------------------------------
     def run(self) -> ApplyReport:
+        started = time.perf_counter()
+        with self.collector:
+            self.sweep()
+            report = self._run()
+        report.seconds = time.perf_counter() - started  # with the last collections
+        return report
+
+    def sweep(self) -> None:
+        """Collect the versions a run that died between a commit and its garbage collection
+        left behind (they may hold deleted rows; this run may not write those artifacts again).
+        """
+        kinds: tuple[StepKind, ...] = (
+            "prepared", "train", "test", "X_train", "y_train", "model", "X_test", "y_test",
+        )  # fmt: skip
+        keys = [self.assets.key("source", s) for s in self.pipeline.sources]
+        keys += [self.assets.key(k) for k in kinds]
+        for key in keys:
+            for partition in stored_partitions(self.io, key):
+                path = self.io.path_for(key, partition)
+                if len(list_versions(path)) > 1:
+                    self.collector.submit(path)
+
+    def _run(self) -> ApplyReport:
         started = time.perf_counter()
         recompute = self.find_reach()
         sources = self.sources(None if recompute else self.value_scope())

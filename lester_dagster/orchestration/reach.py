@@ -10,6 +10,7 @@ sensor asks a run to update, and what the run verifies afterwards).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from lester_dagster.orchestration.io_manager import PARTITION_COUNT_KEY, LesterI
 from lester_dagster.orchestration.partitions import bucket_keys, bucket_of
 from lester_dagster.orchestration.pipeline import LesterPipeline
 from lester_dagster.store import StoredProvenance, has_artifact
+from lester_dagster.store.atomic import MANIFEST, is_local
 from lester_dagster.store.requests import Request
 
 __all__ = [
@@ -108,6 +110,17 @@ def stored_partitions(io: LesterIOManager, key: dg.AssetKey) -> list[Partition]:
     root = io.path_for(key)
     if has_artifact(root):
         return [None]
+    if is_local(root):  # a directory scan: a run asks this dozens of times for 16+ partitions
+        try:
+            with os.scandir(root.path) as entries:
+                found = [
+                    e.name
+                    for e in entries
+                    if e.is_dir() and os.path.isfile(os.path.join(e.path, MANIFEST))
+                ]
+        except FileNotFoundError:
+            return []
+        return list[Partition](sorted(found))
     if not root.exists():
         return []
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and has_artifact(p))

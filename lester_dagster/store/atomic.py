@@ -42,9 +42,11 @@ import secrets
 import shutil
 import stat
 import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeAlias
@@ -57,6 +59,7 @@ __all__ = [
     "MANIFEST",
     "SYNC_ENV",
     "TEMP_MARKER",
+    "Collector",
     "StorePath",
     "Version",
     "as_path",
@@ -308,6 +311,7 @@ _POINTERS: OrderedDict[str, tuple[tuple[int, int, int], dict[str, Any]]] = Order
 """Parsed local manifests by path, with the (inode, mtime, size) they were read at: a commit
 replaces manifest.json by a new file (a new inode), so a changed manifest is read again."""
 _POINTERS_LIMIT = 1024
+_POINTERS_LOCK = threading.Lock()
 
 
 def read_pointer(root: StorePath) -> dict[str, Any] | None:
@@ -338,10 +342,11 @@ def read_pointer(root: StorePath) -> dict[str, Any] | None:
     if not isinstance(doc, dict):
         raise ArtifactError(f"{path} must hold a JSON object; rematerialise the asset")
     if stamp is not None and len(raw) == stamp[2]:
-        _POINTERS[str(path)] = (stamp, doc)
-        _POINTERS.move_to_end(str(path))
-        while len(_POINTERS) > _POINTERS_LIMIT:
-            _POINTERS.popitem(last=False)
+        with _POINTERS_LOCK:  # garbage is collected on another thread (:class:`Collector`)
+            _POINTERS[str(path)] = (stamp, doc)
+            _POINTERS.move_to_end(str(path))
+            while len(_POINTERS) > _POINTERS_LIMIT:
+                _POINTERS.popitem(last=False)
     return doc
 
 
@@ -395,6 +400,48 @@ def _collect(base: UPath, spared: Collection[str]) -> list[str]:
             _remove_quietly(base / name)
             removed.append(name)
     return sorted(removed)
+
+
+class Collector:
+    """Collects garbage of artifacts after their commits on one background thread, so that
+    unlinking an old version's files (a deletion's old rows) overlaps the next artifact's
+    work; :meth:`close` waits for all of it and raises the first error. Use it as a context
+    manager; until it is closed, old versions may still be on disk."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lester-gc")
+        self._pending: dict[str, Future[list[str]]] = {}
+
+    def submit(self, root: StorePath) -> None:
+        """Collect ``root``'s garbage (:func:`collect_garbage`) in the background."""
+        self.wait(root)
+        self._pending[str(as_path(root))] = self._pool.submit(collect_garbage, root)
+
+    def wait(self, root: StorePath) -> None:
+        """Wait for the collection of ``root`` submitted last, if any (before a new version of
+        it is written: collecting deletes every version but the committed one)."""
+        future = self._pending.pop(str(as_path(root)), None)
+        if future is not None:
+            future.result()
+
+    def close(self) -> None:
+        """Wait for every collection submitted; raise the first one's error, if any."""
+        try:
+            for future in list(self._pending.values()):
+                future.result()
+        finally:
+            self._pending = {}
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if error is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):  # the block's own error is the one to see
+            self.close()
 
 
 class Version:

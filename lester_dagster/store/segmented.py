@@ -149,17 +149,26 @@ _splits: IdentityMemo[_Split] = IdentityMemo(limit=2)
 """The split of the matrices just stored (X_train's, then the model state's: the same object)."""
 
 
-def _entries(X: Any, columns: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+def _entries(X: Any, columns: IntArray) -> tuple[IntArray, IntArray]:
     """The stored entries of CSR ``X`` in ``columns``: their positions in ``X.data``
-    (ascending), their columns and their rows. One pass over the indices per column, and the
-    rows by an ordered search of ``indptr`` (not a row number per entry of X: 3M entries)."""
+    (ascending) and their columns; one pass over the indices per column."""
     indices = X.indices
     mask = indices == columns[0]
     for column in columns[1:].tolist():
         mask |= indices == column
     at = np.flatnonzero(mask)
-    rows = np.searchsorted(X.indptr, at, side="right") - 1
-    return at, indices[at], rows
+    return at, indices[at]
+
+
+def _rows_of(X: Any, at: IntArray) -> IntArray:
+    """The rows of the entries at positions ``at`` (ascending) of CSR ``X``: where there is one
+    per row, as a dense column has, checked against ``indptr`` in one pass; else by an ordered
+    search of ``indptr`` (both without a row number per entry of X: 3M entries)."""
+    n = int(X.shape[0])
+    indptr = X.indptr
+    if at.size == n and bool(((indptr[:-1] <= at) & (at < indptr[1:])).all()):
+        return np.arange(n, dtype=np.intp)
+    return np.searchsorted(indptr, at, side="right") - 1
 
 
 def _split(X: Any) -> _Split:
@@ -169,27 +178,26 @@ def _split(X: Any) -> _Split:
     n = int(X.shape[0])
     candidates = pinned(X)
     columns: list[int] = []
-    chosen: list[IntArray] = []
-    if candidates.size:
-        at, of, rows = _entries(X, candidates)
-        for column in candidates.tolist():
-            which = np.flatnonzero(of == column)
-            in_rows = rows[which]
-            if in_rows.size * 100 < n * 99:
-                continue  # not dense after all (the sample said it was)
-            if in_rows.size > 1 and not bool((np.diff(in_rows) > 0).all()):
-                continue  # duplicate entries of the column in one row: kept in the segments
-            columns.append(column)
-            chosen.append(which)
+    chosen: list[tuple[IntArray, IntArray]] = []
+    at, of = _entries(X, candidates) if candidates.size else (_NO_ENTRIES, _NO_ENTRIES)
+    for column in candidates.tolist():
+        which = np.flatnonzero(of == column)
+        if which.size * 100 < n * 99:
+            continue  # not dense after all (the sample said it was)
+        in_rows = _rows_of(X, at[which])
+        if in_rows.size > 1 and not bool((np.diff(in_rows) > 0).all()):
+            continue  # duplicate entries of the column in one row: kept in the segments
+        columns.append(column)
+        chosen.append((which, in_rows))
     values = np.zeros((n, len(columns)), dtype=X.dtype)
-    for k, which in enumerate(chosen):
-        values[rows[which], k] = X.data[at[which]]
     positions = _NO_ENTRIES
-    if chosen:  # (ascending, as ``at`` is)
+    if chosen:
+        gathered = X.data[at]  # one ordered pass: a row's dense entries lie side by side
         picked = np.zeros(len(at), dtype=bool)
-        for which in chosen:
+        for k, (which, in_rows) in enumerate(chosen):
+            values[in_rows, k] = gathered[which]
             picked[which] = True
-        positions = at if picked.all() else at[picked]
+        positions = at if picked.all() else at[picked]  # (ascending, as ``at`` is)
     split = _Split(columns, values, positions.astype(np.intp, copy=False))
     _splits.put(X, split)
     return split
@@ -254,10 +262,11 @@ def read_csr(described: Mapping[str, Any], data: Mapping[str, bytes], where: str
         arrays, _ = segments.read(kept, data, where)
         values = arrays["values"]
         columns = np.asarray(kept["columns"], dtype=np.intp)
-        at, of, rows = _entries(X, columns)
-        for k, column in enumerate(columns.tolist()):
-            which = of == column
-            X.data[at[which]] = values[rows[which], k]
+        if columns.size:
+            at, of = _entries(X, columns)
+            for k, column in enumerate(columns.tolist()):
+                places = at[of == column]
+                X.data[places] = values[_rows_of(X, places), k]
     return X
 
 

@@ -268,3 +268,31 @@ def test_deleting_every_test_row_leaves_empty_test_artifacts(data: Path, tmp_pat
     assert _load(io, "X_test").shape[1] == _load(io, "X_train").shape[1]
     assert len(_load(io, "y_test")) == 0
     assert len(_load(io, "train")) == train_before  # the split never moves training rows
+
+
+def test_a_run_leaves_one_version_of_every_artifact(data: Path, tmp_path: Path) -> None:
+    """Old versions (they hold the deleted rows) are collected on a background thread, all of
+    them before the run returns; so are versions a run that died between a commit and its
+    collection left behind on artifacts this run does not write again."""
+    from lester_dagster.store.atomic import list_versions
+
+    pipeline, io, ledger = _setup(data, tmp_path, partitions=4)
+    (customer,) = _train_customers(io, 1)
+    untouched = next(
+        p
+        for p in stored_partitions(io, dg.AssetKey("complaints"))
+        if customer not in set(io.load(dg.AssetKey("complaints"), p).data["customer_id"])
+    )
+    key = dg.AssetKey("complaints")
+    io.store(key, io.load(key, untouched), untouched)  # the store keeps the previous version
+    assert len(list_versions(io.path_for(key, untouched))) == 2
+    report = _apply(pipeline, io, [ledger.submit(pipeline.name, "customers", [customer])])
+    assert (key, untouched) not in {(c.asset_key, c.partition) for c in report.commits}
+    stored = [
+        (k, p)
+        for k in (*FRAME_ASSETS, "X_train", "y_train", "model", "X_test", "y_test")
+        for p in stored_partitions(io, dg.AssetKey(k))
+    ]
+    assert len(stored) > 10
+    for k, p in stored:
+        assert len(list_versions(io.path_for(dg.AssetKey(k), p))) == 1, (k, p)

@@ -159,3 +159,26 @@ def test_a_deletion_run_keeps_the_bucket_count_of_what_it_commits(
     assert committed
     for c in committed:
         assert io.manifest(c.asset_key, c.partition).metadata[PARTITION_COUNT_KEY] == BUCKETS
+
+
+def test_stored_partitions_are_the_committed_ones_in_order(
+    bucketed: tuple[PipelineAssets, Path], tmp_path: Path
+) -> None:
+    """A partition counts once its manifest is committed: a directory left by a run that
+    died before its first commit, or a stray file, is not a partition."""
+    assets, store = bucketed
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    io = LesterIOManager(base_path=str(copy))
+    key = assets.key("train")
+    expected = [f"b{i:02d}" for i in range(BUCKETS)]
+    assert stored_partitions(io, key) == expected
+    root = copy / "train"
+    (root / "b99").mkdir()  # never committed
+    (root / "b98").mkdir()
+    (root / "b98" / "v0000000001-00000000").mkdir()
+    (root / "notes.txt").write_text("x")
+    assert stored_partitions(io, key) == expected
+    shutil.copytree(root / "b01", root / "b97")
+    assert stored_partitions(io, key) == sorted([*expected, "b97"])
+    assert stored_partitions(io, dg.AssetKey("never_materialised")) == []

@@ -20,6 +20,7 @@ from lester_dagster.errors import ArtifactError
 from lester_dagster.store import atomic
 from lester_dagster.store.atomic import (
     MANIFEST,
+    Collector,
     as_path,
     atomic_write,
     atomic_write_bytes,
@@ -280,6 +281,41 @@ def test_collect_garbage_keeps_the_committed_version(tmp_path: Path) -> None:
     assert collect_garbage(tmp_path) == [v1]
     assert names(tmp_path) == sorted([MANIFEST, v2])
     assert _read_current(tmp_path) == b"2"
+
+
+def test_the_background_collector_leaves_only_committed_versions(tmp_path: Path) -> None:
+    """Collections run on another thread; a root's next version waits for its collection
+    (collecting deletes every version but the committed one), and closing waits for all."""
+    roots = [tmp_path / f"a{i}" for i in range(3)]
+    for root in roots:
+        _commit(root, b"1")
+    with Collector() as collector:
+        for root in roots:
+            _commit(root, b"2")
+            collector.submit(root)
+        collector.wait(roots[0])
+        assert names(roots[0]) == sorted([MANIFEST, current_version(roots[0]) or ""])
+        _commit(roots[0], b"3")  # written while the others may be collected
+        collector.submit(roots[0])
+    for root in roots:
+        assert names(root) == sorted([MANIFEST, current_version(root) or ""])
+    assert _read_current(roots[0]) == b"3"
+
+
+def test_a_failed_collection_is_raised_when_the_collector_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(root: object, **_: object) -> list[str]:
+        raise PermissionError(f"cannot delete under {root}")
+
+    monkeypatch.setattr(atomic, "collect_garbage", broken)
+    collector = Collector()
+    collector.submit(tmp_path)
+    with pytest.raises(PermissionError, match="cannot delete"):
+        collector.close()
+    with pytest.raises(ValueError, match="inside"), Collector() as other:  # its own error wins
+        other.submit(tmp_path)
+        raise ValueError("inside")
 
 
 def test_commit_checks_the_version_and_open_checks_the_name(tmp_path: Path) -> None:
