@@ -267,3 +267,30 @@ def test_replacing_rows_needs_the_dropped_columns_too(sources: tuple[Path, Path]
     rows = np.arange(2)
     with pytest.raises(PlanError, match=r"lacks the prepared column\(s\) \['title', 'text'\]"):
         state.replace_rows(rows, state.frame.iloc[rows])
+
+
+@pytest.mark.parametrize("rows", [[0], [7, 2, 19], [19], [3, 4, 5]], ids=str)
+def test_replacing_rows_of_a_sparse_x_changes_exactly_those_rows(rows: list[int]) -> None:
+    """The rows of a value deletion are swapped into X slice by slice: the result equals the
+    dense replacement, in canonical CSR form, and X itself is left as it was."""
+    from lester_dagster.ivm.training import _replace_rows
+
+    rng = np.random.default_rng(len(rows))
+    X = sp.random(20, 9, density=0.3, format="csr", random_state=rng)
+    X.data[:] = rng.normal(size=X.nnz)
+    before = X.toarray()
+    fresh = rng.normal(size=(len(rows), 9))
+    fresh[:, 4] = 0.0  # zeros of a new row are not stored
+    if len(rows) > 1:
+        fresh[1] = 0.0  # a row that becomes empty
+    out = _replace_rows(X, np.asarray(rows), fresh)
+    expected = before.copy()
+    expected[rows] = fresh
+    np.testing.assert_array_equal(out.toarray(), expected)
+    assert out.has_canonical_format
+    for row in rows:  # the new rows store their nonzeros only
+        assert (out.data[out.indptr[row] : out.indptr[row + 1]] != 0).all()
+    assert out.shape == X.shape
+    np.testing.assert_array_equal(X.toarray(), before)
+    with pytest.raises(PlanError, match="distinct"):
+        _replace_rows(X, np.asarray([1, 1]), np.zeros((2, 9)))
