@@ -59,6 +59,7 @@ from lester_dagster.orchestration.artifacts import (
     without_keys,
 )
 from lester_dagster.orchestration.assets import PipelineAssets
+from lester_dagster.orchestration.gc_scope import young_collections_only
 from lester_dagster.orchestration.holdout import HoldoutSide
 from lester_dagster.orchestration.io_manager import (
     PARTITION_COUNT_KEY,
@@ -578,7 +579,7 @@ class _Run(HoldoutSide):
     # -- the whole run -------------------------------------------------------------------------
     def run(self) -> ApplyReport:
         started = time.perf_counter()
-        with self.collector:
+        with young_collections_only(), self.collector:
             self.sweep()
             report = self._run()
         report.seconds = time.perf_counter() - started  # with the last collections
