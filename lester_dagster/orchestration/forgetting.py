@@ -586,9 +586,10 @@ class _Run(HoldoutSide):
         return report
 
     def sweep(self) -> None:
-        """Collect the versions a run that died between a commit and its garbage collection
-        left behind (they may hold deleted rows; this run may not write those artifacts again).
-        """
+        """Collect every older version still on disk: one a run that died between a commit
+        and its collection left behind, or the one a materialisation keeps for readers. They
+        may hold rows deleted since, and this run may not write those artifacts again
+        (``verify`` flags any older version while deletions are in effect)."""
         kinds: tuple[StepKind, ...] = (
             "prepared", "train", "test", "X_train", "y_train", "model", "X_test", "y_test",
         )  # fmt: skip
