@@ -42,13 +42,13 @@ def _bench(code: Path, customers: int, partitions: int, data_cache: Path, work: 
     import forget_durable  # the version's own benchmark module (and its lester_dagster)
 
     data = forget_durable.data_directory(customers, work.parent, data_cache)
-    return forget_durable, forget_durable.Bench(customers, partitions, data, work)
+    return forget_durable.Bench(customers, partitions, data, work)
 
 
 def _worker(args: argparse.Namespace) -> None:
     store = Path(args.store)
     if args.worker == "materialise":
-        _, bench = _bench(HERE.parent, args.customers, args.partitions, args.data_cache, store)
+        bench = _bench(HERE.parent, args.customers, args.partitions, args.data_cache, store)
         seconds = bench.materialise()
         import numpy as np
 
@@ -59,8 +59,7 @@ def _worker(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="paired-", dir=store.parent))
     try:
         shutil.copytree(store, work, dirs_exist_ok=True)
-        module, bench = _bench(Path(args.code), args.customers, args.partitions,
-                               args.data_cache, work)  # fmt: skip
+        bench = _bench(Path(args.code), args.customers, args.partitions, args.data_cache, work)
         from lester_dagster.orchestration.io_manager import LesterIOManager
 
         bench.io = LesterIOManager(base_path=str(bench.store))
@@ -74,7 +73,6 @@ def _worker(args: argparse.Namespace) -> None:
                 sample = bench.apply(kind, "customers", [[next(pool)] for _ in range(size)],
                                      value=False)  # fmt: skip
             print(json.dumps({"kind": kind, "ms": sample.seconds * 1000}), flush=True)
-        del module
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
